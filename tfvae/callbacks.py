@@ -1,0 +1,197 @@
+"""Training callbacks: resumable checkpoints with early stopping, TensorBoard
+images and histograms, and a loud guard for skipped (non-finite) steps.
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Checkpoint every epoch, resume after a kill, stop early on a held-out metric.
+
+    The model, its optimizer and the loop's own state (epochs done, best
+    metric, epochs without improvement) go into one `tf.train.Checkpoint`.
+    `tf.train.CheckpointManager` writes the files first and the index last,
+    so a run killed while saving resumes from the previous complete epoch: no
+    finished epoch is lost. Early stopping follows the book's A.3: stop when
+    the held-out ELBO has not improved for `patience` epochs; the weights of
+    the best epoch are kept in a second checkpoint and restored at the end.
+
+    Args:
+      directory: where checkpoints live (`DIR/checkpoints`).
+      monitor: the logged metric to watch, e.g. "val_elbo".
+      mode: "max" (ELBO) or "min" (loss).
+      patience: epochs without improvement before stopping; 0 disables.
+      max_to_keep: number of epoch checkpoints kept.
+    """
+
+    def __init__(self, directory, monitor="val_elbo", mode="max", patience=0, max_to_keep=2):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"`patience` must be an integer >= 0. Received: patience={patience!r}")
+        self.directory = directory
+        self.monitor = monitor
+        self.mode = mode
+        self.patience = patience
+        self.max_to_keep = max_to_keep
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best = tf.Variable(-math.inf if mode == "max" else math.inf, dtype=tf.float64,
+                                trainable=False, name="best")
+        self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
+        self.stopped_early = False
+        self._managers = None
+
+    def _make_managers(self, model):
+        state = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
+                                    best=self.best, wait=self.wait)
+        best = tf.train.Checkpoint(model=model)
+        self._managers = (
+            tf.train.CheckpointManager(state, os.path.join(self.directory, "last"),
+                                       max_to_keep=self.max_to_keep),
+            tf.train.CheckpointManager(best, os.path.join(self.directory, "best"), max_to_keep=1))
+
+    def restore(self, model):
+        """Restores the newest checkpoint into the built `model`; returns epochs done.
+
+        The optimizer's slots are created first so they are restored too.
+        """
+        if model.optimizer is None or not model.built:
+            raise ValueError("`restore` needs a built and compiled model. "
+                             f"Received: built={model.built}, optimizer={model.optimizer}")
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        self._make_managers(model)
+        last = self._managers[0].latest_checkpoint
+        if last:
+            self._managers[0].checkpoint.restore(last).assert_existing_objects_matched()
+            logging.info("Resumed from %s: %d epoch(s) done, best %s = %s.", last,
+                         int(self.epoch.numpy()), self.monitor, float(self.best.numpy()))
+        if self.patience and int(self.wait.numpy()) >= self.patience:
+            self.stopped_early = True
+        return int(self.epoch.numpy())
+
+    def _improved(self, value):
+        return value > self.best.numpy() if self.mode == "max" else value < self.best.numpy()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._managers is None:
+            raise RuntimeError("ResumableCheckpoint.restore(model) must run before fit().")
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        if value is not None and np.isfinite(value):
+            if self._improved(value):
+                self.best.assign(value)
+                self.wait.assign(0)
+                self._managers[1].save(checkpoint_number=epoch + 1)
+            else:
+                self.wait.assign_add(1)
+        self.epoch.assign(epoch + 1)
+        self._managers[0].save(checkpoint_number=epoch + 1)
+        if self.patience and int(self.wait.numpy()) >= self.patience:
+            logging.info("Early stopping after epoch %d: %s has not improved for %d epochs "
+                         "(best %.4f).", epoch + 1, self.monitor, self.patience,
+                         float(self.best.numpy()))
+            self.stopped_early = True
+            self.model.stop_training = True
+
+    def restore_best(self):
+        """Loads the best epoch's weights (if any) into the model; returns the path."""
+        best = self._managers[1].latest_checkpoint
+        if best:
+            self._managers[1].checkpoint.restore(best).assert_existing_objects_matched()
+            logging.info("Restored the best weights (%s = %.4f) from %s.", self.monitor,
+                         float(self.best.numpy()), best)
+        return best
+
+
+class SkippedStepGuard(keras.callbacks.Callback):
+    """Makes skipped non-finite steps loud: warns, and stops if a whole epoch is lost.
+
+    The model skips a step whose loss or gradient is NaN/inf and counts it in
+    the `skipped_steps` metric; this callback reports the count each epoch
+    and raises `FloatingPointError` when more than `max_fraction` of an
+    epoch's steps were skipped (the run has diverged).
+    """
+
+    def __init__(self, max_fraction=0.5):
+        super().__init__()
+        self.max_fraction = max_fraction
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        skipped = int((logs or {}).get("skipped_steps", 0))
+        if not skipped:
+            return
+        logging.warning("Epoch %d: skipped %d step(s) with a non-finite loss or gradient.",
+                        epoch + 1, skipped)
+        # `_steps` counts batch-end calls; with steps_per_execution > 1 that
+        # undercounts steps, so compare against the larger of the two.
+        steps = max(self._steps, skipped)
+        if skipped > self.max_fraction * steps:
+            raise FloatingPointError(
+                f"Epoch {epoch + 1}: {skipped} of {steps} steps had a non-finite loss or "
+                "gradient; training has diverged. Lower the learning rate or check the data.")
+
+
+def image_grid(images, columns):
+    """Tiles images [n, H, W, C] into one [1, rows*H, columns*W, C] grid (zero-padded)."""
+    images = np.asarray(images)
+    n, height, width, channels = images.shape
+    rows = -(-n // columns)
+    grid = np.zeros((rows * height, columns * width, channels), images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
+    return grid[np.newaxis]
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """TensorBoard images and histograms at the end of every epoch.
+
+    Writes a data-vs-reconstruction grid (odd rows data, even rows the
+    reconstructions E[x|z = E_q z]), a grid of prior samples E[x|z], z ~ p(z),
+    and histograms of the posterior means.
+
+    Args:
+      log_dir: the TensorBoard directory.
+      images: a fixed held-out batch [n, H, W, C] in [0, 1].
+      num_samples: prior samples per grid.
+      seed: seed of the prior samples (the same z every epoch).
+    """
+
+    def __init__(self, log_dir, images, num_samples=64, seed=0):
+        super().__init__()
+        self.images = np.asarray(images, np.float32)
+        self.num_samples = num_samples
+        self.seed = seed
+        self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        x = self.images
+        columns = 8
+        q = self.model.encode(tf.constant(x))
+        recon = self.model.decode(q.mean()).mean().numpy()
+        n = (len(x) // columns) * columns
+        pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
+                          recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
+        samples = self.model.sample(self.num_samples, seed=[self.seed, 0]).numpy()
+        with self._writer.as_default(step=epoch + 1):
+            tf.summary.image("reconstructions", image_grid(pairs.reshape(-1, *x.shape[1:]),
+                                                           columns))
+            tf.summary.image("prior_samples", image_grid(samples, columns))
+            tf.summary.histogram("posterior_mean", q.mean())
+            tf.summary.histogram("posterior_stddev", q.stddev())
+        self._writer.flush()

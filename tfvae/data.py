@@ -1,0 +1,582 @@
+"""Named image datasets as deterministic `tf.data` pipelines.
+
+Each dataset is looked for, in this order: a user `data_dir`, the Keras cache
+(`$KERAS_HOME/datasets`, default `~/.keras/datasets`), Debian's
+`/usr/share/datasets/fashion-mnist` (Fashion-MNIST only), and finally the
+standard download into the Keras cache, checked against its SHA-256. When
+none works, one `DataNotFoundError` names every place looked at.
+
+Validation sets are carved deterministically: from the end of the official
+training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
+(binarized MNIST, Larochelle & Murray 2011) or from a fixed permutation
+(scikit-learn's digits). Example:
+
+    for batch in make_dataset("mnist", "train", 128, binarize="dynamic"):
+        batch["image"]  # float32 [128, 28, 28, 1], batch["label"]: int64 [128]
+"""
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import tarfile
+import urllib.request
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits")
+SPLITS = ("train", "validation", "test")
+BINARIZE = ("none", "dynamic", "static")
+DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+DOWNLOAD_TIMEOUT_SECONDS = 30
+
+
+class DataNotFoundError(ValueError):
+    """No local copy of a dataset was found and it could not be downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a named dataset.
+
+    Attributes:
+      name: one of `DATASETS`.
+      image_shape: `(height, width, channels)` of one image.
+      num_classes: number of label classes; 0 when the data has no labels
+        (binarized MNIST, whose labels are all -1).
+      num_bits: bits per pixel value: 8 for uint8 data, 1 for binary data.
+      splits: official sizes, `{"train": n, "validation": n, "test": n}`.
+    """
+
+    name: str
+    image_shape: tuple
+    num_classes: int
+    num_bits: int
+    splits: dict
+
+
+_INFOS = {
+    name: DatasetInfo(name, shape, classes, bits, dict(zip(SPLITS, sizes)))
+    for name, shape, classes, bits, sizes in (
+        ("mnist", (28, 28, 1), 10, 8, (50000, 10000, 10000)),
+        ("binarized_mnist", (28, 28, 1), 0, 1, (50000, 10000, 10000)),
+        ("fashion_mnist", (28, 28, 1), 10, 8, (50000, 10000, 10000)),
+        ("cifar10", (32, 32, 3), 10, 8, (45000, 5000, 10000)),
+        ("digits", (8, 8, 1), 10, 8, (1297, 200, 300)))
+}
+_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+_AMAT_FILES = tuple(f"binarized_mnist_{p}.amat" for p in ("train", "valid", "test"))
+_CIFAR_TAR, _CIFAR_DIR = "cifar-10-python.tar.gz", "cifar-10-batches-py"
+_CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+# Per dataset: the file formats tried in each folder, the subfolders looked
+# into below `data_dir` and below the Keras cache ("" is the folder itself;
+# the Keras cache layout is that of `keras.datasets.*.load_data`).
+_LAYOUTS = {
+    "mnist": (("npz", "idx"), ("", "mnist"), ("",)),
+    "fashion_mnist": (("idx",), ("", "fashion-mnist", "fashion_mnist"),
+                      ("fashion-mnist",)),
+    "binarized_mnist": (("amat",), ("", "binarized_mnist", "binarized-mnist"),
+                        ("binarized_mnist",)),
+    "cifar10": (("cifar_dir", "cifar_tar"), ("", _CIFAR_DIR, "cifar10"),
+                ("", _CIFAR_DIR, os.path.join(_CIFAR_DIR, _CIFAR_DIR))),
+}
+_IDX_NAMES = "the IDX files " + ", ".join(s + "[.gz]" for s in _IDX_STEMS)
+_EXPECTED_FILES = {
+    "mnist": f"mnist.npz (Keras format) or {_IDX_NAMES}",
+    "fashion_mnist": _IDX_NAMES,
+    "binarized_mnist": ", ".join(_AMAT_FILES),
+    "cifar10": f"{_CIFAR_TAR} or its extracted folder {_CIFAR_DIR}/",
+}
+
+# Downloads: (Keras-cache subfolder, ((file name, URL, SHA-256), ...)).
+# Hashes: keras-team/keras keras/src/datasets/{mnist,fashion_mnist,cifar10}.py
+# and tensorflow/datasets tensorflow_datasets/url_checksums/*.txt.
+_KERAS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+_AMAT_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+_DOWNLOADS = {
+    "mnist": ("", (
+        ("mnist.npz", _KERAS_URL + "mnist.npz",
+         "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"),)),
+    "fashion_mnist": ("fashion-mnist", tuple(
+        (stem + ".gz", _KERAS_URL + stem + ".gz", sha256) for stem, sha256 in zip(
+            _IDX_STEMS,
+            ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+             "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+             "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+             "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5")))),
+    "cifar10": ("", (
+        (_CIFAR_TAR, "https://www.cs.toronto.edu/~kriz/" + _CIFAR_TAR,
+         "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),)),
+    "binarized_mnist": ("binarized_mnist", tuple(
+        (filename, _AMAT_URL + filename, sha256) for filename, sha256 in zip(
+            _AMAT_FILES,
+            ("ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+             "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+             "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c")))),
+}
+
+
+def _check_choice(argument, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{argument}` must be one of {', '.join(choices)}. "
+                         f"Received: {argument}={value!r}")
+
+
+def info(name):
+    """Returns the `DatasetInfo` of dataset `name`.
+
+    Raises:
+      ValueError: if `name` is not one of `DATASETS`.
+    """
+    _check_choice("name", name, DATASETS)
+    dataset_info = _INFOS[name]
+    return dataclasses.replace(dataset_info, splits=dict(dataset_info.splits))
+
+
+def keras_datasets_dir():
+    """Returns Keras' dataset cache: `$KERAS_HOME/datasets` or `~/.keras/datasets`."""
+    keras_home = (os.environ.get("KERAS_HOME")
+                  or os.path.join(os.path.expanduser("~"), ".keras"))
+    return os.path.join(keras_home, "datasets")
+
+
+def _read_bytes(path):
+    """Reads a file, gunzipping `*.gz`; unreadable files raise ValueError."""
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"Cannot read data file {path}: {error}") from error
+
+
+def _read_idx(path):
+    """Parses an IDX file (LeCun's MNIST format) into a uint8 array."""
+    data = _read_bytes(path)
+    # Header: big-endian magic 0x0000080D (D = rank), then D uint32 sizes.
+    magic = int.from_bytes(data[:4], "big")
+    if len(data) < 4 or magic not in (2049, 2051):
+        raise ValueError(f"Corrupt IDX file {path}: magic number {magic}, "
+                         "expected 2049 (labels) or 2051 (images).")
+    header_size = 4 + 4 * (magic & 0xFF)
+    if len(data) < header_size:
+        raise ValueError(f"Corrupt IDX file {path}: truncated header.")
+    dims = tuple(int(d) for d in np.frombuffer(data[4:header_size], ">u4"))
+    expected_size = header_size + int(np.prod(dims))
+    if len(data) != expected_size:
+        raise ValueError(f"Corrupt IDX file {path}: header gives shape {dims} "
+                         f"({expected_size} bytes) but the file holds "
+                         f"{len(data)} bytes.")
+    return np.frombuffer(data, np.uint8, offset=header_size).reshape(dims)
+
+
+def _idx_pair(images_path, labels_path):
+    """Reads matching IDX image and label files: uint8 [N,28,28,1], [N]."""
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"IDX files {images_path} and {labels_path} do not match: "
+                         f"images {images.shape}, labels {labels.shape}.")
+    return images[..., None], labels
+
+
+def _read_amat(path):
+    """Parses a Larochelle `.amat` file: one image of 784 0/1 values a line."""
+    data = _read_bytes(path)
+    raw = np.frombuffer(data, np.uint8)
+    values = raw[~np.isin(raw, np.frombuffer(b" \t\r\n", np.uint8))]
+    num_rows = sum(1 for line in data.splitlines() if line.strip())
+    if (np.any((values != ord("0")) & (values != ord("1")))
+        or values.size != num_rows * 784):
+        raise ValueError(f"Corrupt .amat file {path}: expected {num_rows} lines of "
+                         f"784 values in {{0, 1}}, found {values.size} values.")
+    images = (values - ord("0")).reshape(num_rows, 28, 28, 1)
+    return images, np.full(num_rows, -1, np.int64)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches (dicts of lists, bytes and numpy arrays) only.
+
+    Refuses every other class, so a planted file cannot run code on load.
+    """
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"CIFAR batch refers to {module}.{name}.")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(data, origin):
+    """Parses one pickled CIFAR batch into (uint8 [N,32,32,3], labels [N])."""
+    try:
+        batch = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
+        images = np.asarray(batch[b"data"], np.uint8)
+        labels = np.asarray(batch[b"labels"], np.int64)
+        # Rows are channel-first planes: [N, 3072] -> [N, C, H, W] -> [N, H, W, C].
+        images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError,
+            ValueError) as error:
+        raise ValueError(f"Corrupt CIFAR batch {origin}: {error!r}") from error
+    if len(images) != len(labels):
+        raise ValueError(f"Corrupt CIFAR batch {origin}: {len(images)} images, "
+                         f"{len(labels)} labels.")
+    return images, labels
+
+
+def _read_cifar(path, is_tar):
+    """Reads the CIFAR-10 batches from the archive or the extracted folder."""
+    if is_tar:
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                blobs = [tar.extractfile(f"{_CIFAR_DIR}/{b}").read()
+                         for b in _CIFAR_BATCHES]
+        except (tarfile.TarError, OSError, EOFError, KeyError) as error:
+            raise ValueError(f"Cannot read CIFAR archive {path}: {error!r}") from error
+    else:
+        blobs = [_read_bytes(os.path.join(path, b)) for b in _CIFAR_BATCHES]
+    batches = [_cifar_batch(blob, f"{path}:{b}")
+               for blob, b in zip(blobs, _CIFAR_BATCHES)]
+    train = tuple(np.concatenate(parts) for parts in zip(*batches[:5]))
+    return {"train": train, "test": batches[5]}
+
+
+def _stamp(path):
+    """(mtime, size) of the file(s) at `path`: invalidates `_parse`'s cache."""
+    files = ([os.path.join(path, b) for b in _CIFAR_BATCHES]
+             if os.path.isdir(path) else [path])
+    return tuple((os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse(file_format, paths, stamps):  # pylint: disable=unused-argument
+    """Parses a located file set into {split: (images, labels)} (read-only).
+
+    Cached in-process on the resolved paths and their `stamps`, so each file
+    is parsed once, and again only when it changes.
+    """
+    if file_format == "npz":
+        with np.load(paths[0], allow_pickle=False) as f:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+            if missing:
+                raise ValueError(f"{paths[0]} lacks the arrays {sorted(missing)}.")
+            splits = {"train": (f["x_train"][..., None], f["y_train"]),
+                      "test": (f["x_test"][..., None], f["y_test"])}
+    elif file_format == "idx":
+        splits = {"train": _idx_pair(*paths[:2]), "test": _idx_pair(*paths[2:])}
+    elif file_format == "amat":
+        splits = dict(zip(SPLITS, (_read_amat(p) for p in paths)))
+    else:
+        splits = _read_cifar(paths[0], is_tar=file_format == "cifar_tar")
+    result = {}
+    for split, (images, labels) in splits.items():
+        images = np.ascontiguousarray(images, np.uint8)
+        labels = np.asarray(labels, np.int64)
+        images.flags.writeable = labels.flags.writeable = False
+        result[split] = (images, labels)
+    return result
+
+
+def _existing(directory, *names):
+    """Returns the first `directory/name` that is a file, else None."""
+    paths = (os.path.join(directory, name) for name in names)
+    return next((path for path in paths if os.path.isfile(path)), None)
+
+
+def _find_in(directory, name):
+    """Returns (format, paths) of a complete file set in `directory`, or None."""
+    for file_format in _LAYOUTS[name][0]:
+        if file_format == "npz":
+            paths = [_existing(directory, "mnist.npz")]
+        elif file_format == "idx":
+            paths = [_existing(directory, stem + ".gz", stem) for stem in _IDX_STEMS]
+        elif file_format == "amat":
+            paths = [_existing(directory, f) for f in _AMAT_FILES]
+        elif file_format == "cifar_tar":
+            paths = [_existing(directory, _CIFAR_TAR)]
+        else:
+            has_batches = all(_existing(directory, b) for b in _CIFAR_BATCHES)
+            paths = [directory if has_batches else None]
+        if all(paths):
+            return file_format, tuple(os.path.realpath(p) for p in paths)
+    return None
+
+
+def _fetch(url, path):
+    """Downloads `url` to `path` (the only network access of this module)."""
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
+        with open(path, "wb") as f:
+            shutil.copyfileobj(response, f)
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(name, directory):
+    """Downloads the missing files of `name` into `directory`, checking SHA-256.
+
+    Raises:
+      OSError: the download failed (no network, timeout, HTTP error).
+      ValueError: a downloaded file has the wrong SHA-256 (it is deleted).
+    """
+    os.makedirs(directory, exist_ok=True)
+    for filename, url, expected in _DOWNLOADS[name][1]:
+        path = os.path.join(directory, filename)
+        if os.path.isfile(path):
+            continue
+        partial = path + ".part"
+        logging.info("Downloading %s to %s.", url, path)
+        try:
+            _fetch(url, partial)
+            got = _sha256(partial)
+        except BaseException:  # Interrupted or failed: leave no partial file.
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+        if got != expected:
+            os.remove(partial)
+            raise ValueError(f"SHA-256 mismatch for {url}: expected {expected}, got "
+                             f"{got}. The corrupt download was deleted; try again.")
+        os.replace(partial, path)
+
+
+def _locate(name, data_dir, download):
+    """Finds (or downloads) the files of `name`; returns (format, paths)."""
+    keras_dir = keras_datasets_dir()
+    _, data_dir_subdirs, keras_subdirs = _LAYOUTS[name]
+    candidates = [(os.path.join(data_dir, s), "data_dir")
+                  for s in (data_dir_subdirs if data_dir is not None else ())]
+    candidates += [(os.path.join(keras_dir, s), "Keras cache") for s in keras_subdirs]
+    if name == "fashion_mnist":
+        candidates.append((DEBIAN_FASHION_MNIST_DIR, "Debian package"))
+    for directory, source in candidates:
+        found = _find_in(directory, name)
+        if found:
+            logging.info("Loading %s from %s (%s).", name, directory, source)
+            return found
+    download_dir = os.path.join(keras_dir, _DOWNLOADS[name][0])
+    if not download:
+        outcome = "download disabled (download=False)"
+    else:
+        try:
+            _download(name, download_dir)
+            return _find_in(download_dir, name)
+        except OSError as error:
+            outcome = f"download into {download_dir} failed: {error}"
+    places = "\n".join(f"  - {os.path.normpath(d)} ({s})" for d, s in candidates)
+    hint = (f"\nor install the Debian package dataset-fashion-mnist (files in "
+            f"{DEBIAN_FASHION_MNIST_DIR})" if name == "fashion_mnist" else "")
+    raise DataNotFoundError(
+        f"Dataset {name!r} not found. Looked in:\n{places}\nDownload: {outcome}.\n"
+        f"Supply the files with data_dir (--data_dir) pointing to a folder "
+        f"holding {_EXPECTED_FILES[name]}{hint}.")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_digits():
+    """scikit-learn's 8x8 digits as three splits of a seed-0 permutation."""
+    try:
+        # Imported lazily: scikit-learn is an optional dependency.
+        from sklearn import datasets as sklearn_datasets  # pylint: disable=C0415
+    except ImportError as error:
+        raise ValueError("Dataset 'digits' needs scikit-learn: "
+                         "pip install scikit-learn") from error
+    digits = sklearn_datasets.load_digits()
+    # Values are counts 0..16; rescale to the uint8 range like the other data.
+    images = np.round(digits.images * 255 / 16).astype(np.uint8)[..., None]
+    order = np.random.default_rng(0).permutation(len(images))
+    images, labels = images[order], digits.target[order].astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False
+    bounds = np.cumsum(list(_INFOS["digits"].splits.values()))[:-1]
+    return dict(zip(SPLITS, zip(np.split(images, bounds), np.split(labels, bounds))))
+
+
+def load_arrays(name, split, data_dir=None, download=True):
+    """Loads one split of a named dataset as numpy arrays.
+
+    Validation is the last 1/6 of the official MNIST / Fashion-MNIST training
+    set (10,000 of 60,000) and the last 1/10 of CIFAR-10's (5,000 of 50,000);
+    binarized MNIST has official validation files; digits uses a seed-0
+    permutation of scikit-learn's 1797 images (1297 / 200 / 300). `data_dir`
+    is not used for digits, which ships with scikit-learn.
+
+    Args:
+      name: one of `DATASETS`.
+      split: "train", "validation" or "test".
+      data_dir: optional folder with the dataset files (or a parent holding a
+        subfolder named like the dataset); looked at first.
+      download: whether to download the files when no local copy is found.
+
+    Returns:
+      `(images, labels)`: read-only uint8 `[N, H, W, C]` (values 0..255, or 0/1
+      for binarized MNIST) and int64 `[N]` (-1 when the data has no labels).
+
+    Raises:
+      ValueError: for an unknown `name` or `split`, a missing `data_dir`, a
+        corrupt file or a download with the wrong SHA-256.
+      DataNotFoundError: if the files are nowhere and cannot be downloaded.
+    """
+    dataset_info = info(name)
+    _check_choice("split", split, SPLITS)
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise ValueError(f"`data_dir` does not exist. Received: data_dir={data_dir!r}")
+    if name == "digits":
+        return _load_digits()[split]
+    file_format, paths = _locate(name, data_dir, download)
+    splits = _parse(file_format, paths, tuple(_stamp(p) for p in paths))
+    for images, _ in splits.values():
+        if images.shape[1:] != dataset_info.image_shape:
+            raise ValueError(f"{name} images have shape {images.shape[1:]}, "
+                             f"expected {dataset_info.image_shape}.")
+    if "validation" not in splits:
+        images, labels = splits["train"]
+        official = dataset_info.splits
+        num_validation = round(len(images) * official["validation"]
+                               / (official["train"] + official["validation"]))
+        cut = len(images) - num_validation
+        splits = dict(splits, train=(images[:cut], labels[:cut]),
+                      validation=(images[cut:], labels[cut:]))
+    sizes = {s: len(splits[s][0]) for s in SPLITS}
+    if sizes != dataset_info.splits:
+        logging.warning("%s has split sizes %s; the official ones are %s.",
+                        name, sizes, dataset_info.splits)
+    return splits[split]
+
+
+def _check_int(argument, value, minimum, allow_none=False):
+    if allow_none and value is None:
+        return
+    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
+            or value < minimum):
+        raise ValueError(f"`{argument}` must be an int >= {minimum}"
+                         f"{' or None' if allow_none else ''}. "
+                         f"Received: {argument}={value!r}")
+
+
+def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
+                 seed=0, shuffle=None, drop_remainder=False, max_examples=None,
+                 download=True):
+    """Builds a deterministic batched `tf.data` pipeline of a named dataset.
+
+    Args:
+      name: one of `DATASETS`.
+      split: "train", "validation" or "test".
+      batch_size: positive int.
+      data_dir: optional folder with the dataset files (see `load_arrays`).
+      binarize: "none" (grey values), "dynamic" (a fresh Bernoulli(x) draw
+        every epoch, reproducible under `seed`) or "static" (drawn once with
+        `seed`, identical every epoch: use it for evaluation sets).
+      seed: non-negative int seeding shuffling and binarization.
+      shuffle: whether to shuffle (reshuffled each epoch, reproducibly);
+        default True for "train", False otherwise.
+      drop_remainder: whether to drop the last, smaller batch.
+      max_examples: if given, keep only the first `max_examples` examples
+        (before shuffling), e.g. for tiny test subsets.
+      download: whether to download the files when no local copy is found.
+
+    Returns:
+      A `tf.data.Dataset` of dicts `{"image": float32 [B, H, W, C] in [0, 1],
+      "label": int64 [B]}`; iterating it again is a new epoch.
+
+    Raises:
+      ValueError: for an invalid argument or missing data (see `load_arrays`).
+    """
+    _check_choice("binarize", binarize, BINARIZE)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("max_examples", max_examples, 1, allow_none=True)
+    _check_int("seed", seed, 0)
+    if shuffle is not None and not isinstance(shuffle, bool):
+        raise ValueError("`shuffle` must be None or a bool. "
+                         f"Received: shuffle={shuffle!r}")
+    max_value = 2 ** info(name).num_bits - 1
+    images, labels = load_arrays(name, split, data_dir=data_dir, download=download)
+    images, labels = images[:max_examples], labels[:max_examples]
+    if binarize == "static":
+        images, max_value = _binarize_once(images, max_value, seed), 1
+
+    # The arrays live in memory as uint8 (4x smaller than float32), so the
+    # pipeline needs no `.cache()`; conversion happens per batch.
+    dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+    if shuffle is None:
+        shuffle = split == "train"
+    if shuffle:
+        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+
+    def to_float(batch, draw_seed=None):
+        image = tf.cast(batch["image"], tf.float32) / max_value
+        if draw_seed is not None:  # Dynamic binarization: x ~ Bernoulli(image).
+            noise = tf.random.stateless_uniform(tf.shape(image), seed=draw_seed)
+            image = tf.cast(noise < image, tf.float32)
+        return {"image": image, "label": batch["label"]}
+
+    if binarize == "dynamic":
+        # One stateless seed pair per batch; `rerandomize_each_iteration` makes
+        # every epoch draw new pairs, the same ones for the same `seed`.
+        draw_seeds = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, draw_seeds)
+    dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _binarize_once(images, max_value, seed):
+    """Draws x ~ Bernoulli(images / max_value) once; returns uint8 0/1 images."""
+    rng = np.random.default_rng(seed)
+    binary = np.empty(images.shape, np.uint8)
+    # Chunks bound the float32 noise memory (CIFAR's train set is 138M pixels).
+    for start in range(0, len(images), 4096):
+        chunk = images[start:start + 4096]
+        binary[start:start + 4096] = (
+            rng.random(chunk.shape, dtype=np.float32) * max_value < chunk)
+    return binary
+
+
+def validate_images(images, *, name="images", image_shape=None,
+                    value_range=(0.0, 1.0)):
+    """Checks user-supplied images and returns them as float32 numpy.
+
+    Args:
+      images: array-like `[N, H, W, C]`.
+      name: the argument's name, used in error messages.
+      image_shape: optional expected `(H, W, C)`.
+      value_range: `(low, high)` bounds every value must lie within.
+
+    Returns:
+      float32 numpy array `[N, H, W, C]`.
+
+    Raises:
+      ValueError: for a rank other than 4, a shape other than `image_shape`,
+        NaN or inf values, or values outside `value_range`.
+    """
+    array = np.asarray(images, dtype=np.float32)
+    if array.ndim != 4:
+        raise ValueError(f"`{name}` must have rank 4 [num_images, height, width, "
+                         f"channels]. Received: shape={array.shape}")
+    if image_shape is not None and array.shape[1:] != tuple(image_shape):
+        raise ValueError(f"`{name}` must have image shape {tuple(image_shape)} "
+                         f"(expected [N, {', '.join(map(str, image_shape))}]). "
+                         f"Received: shape={array.shape}")
+    num_bad = array.size - np.count_nonzero(np.isfinite(array))
+    if num_bad:
+        raise ValueError(f"`{name}` contains {num_bad} non-finite values "
+                         "(NaN or inf).")
+    low, high = value_range
+    if array.size and (array.min() < low or array.max() > high):
+        raise ValueError(f"`{name}` values must lie in [{low:g}, {high:g}]. "
+                         f"Received: min={array.min():g}, max={array.max():g}")
+    return array

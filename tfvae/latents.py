@@ -1,0 +1,75 @@
+"""The latent layer: head network + posterior family + prior (book §2.1).
+
+`LatentLayer` maps the encoder's features h [batch, features] to the
+parameters of q(z|x) (a tensor, as Keras 3 layers must return) and exposes
+the distributions through `posterior(h)` and `prior()`.
+"""
+
+import keras
+
+from tfvae import families as families_lib
+from tfvae import priors as priors_lib
+
+_PACKAGE = "tfvae"
+
+
+@keras.saving.register_keras_serializable(_PACKAGE)
+class LatentLayer(keras.layers.Layer):
+    """One stochastic layer: q(z|x) from encoder features, with its prior p(z).
+
+    Args:
+      posterior: a posterior family (`DiagonalGaussian`,
+        `FullCovarianceGaussian`, ...) defining q(z|x) and the latent size.
+      prior: a prior layer with `distribution()`; defaults to
+        `StandardNormal(posterior.latent_size)`.
+
+    Call args:
+      inputs: encoder features h [batch, features].
+
+    Returns:
+      Posterior parameters [batch, posterior.params_size].
+    """
+
+    def __init__(self, posterior, prior=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(posterior, dict):
+            posterior = keras.saving.deserialize_keras_object(posterior)
+        if not isinstance(posterior, families_lib.Family) or not hasattr(posterior, "latent_size"):
+            raise ValueError(
+                "`posterior` must be a posterior family with a `latent_size` "
+                f"(e.g. DiagonalGaussian). Received: posterior={posterior!r}")
+        if isinstance(prior, dict):
+            prior = keras.saving.deserialize_keras_object(prior)
+        self.posterior_family = posterior
+        self.latent_size = posterior.latent_size
+        self.prior_layer = prior if prior is not None else priors_lib.StandardNormal(
+            self.latent_size, name="prior")
+        if getattr(self.prior_layer, "latent_size", self.latent_size) != self.latent_size:
+            raise ValueError(
+                f"`prior` latent size {self.prior_layer.latent_size} does not match the "
+                f"posterior's {self.latent_size}. Received: prior={prior!r}")
+        self._head = keras.layers.Dense(posterior.params_size, name="head")
+
+    def build(self, input_shape):
+        self._head.build(input_shape)
+        if not self.prior_layer.built:
+            self.prior_layer.build((None, self.latent_size))
+
+    def call(self, inputs):
+        return self._head(inputs)
+
+    def posterior(self, h):
+        """Returns q(z|x): batch shape [batch], event shape [latent_size]."""
+        return self.posterior_family.make(self(h))
+
+    def prior(self):
+        """Returns p(z): event shape [latent_size]."""
+        return self.prior_layer.distribution()
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.posterior_family.params_size)
+
+    def get_config(self):
+        return {**super().get_config(),
+                "posterior": keras.saving.serialize_keras_object(self.posterior_family),
+                "prior": keras.saving.serialize_keras_object(self.prior_layer)}

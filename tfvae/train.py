@@ -1,0 +1,246 @@
+"""The one training loop every zoo entry uses.
+
+`run(config, build_model, workdir)`: data -> model under a `tf.distribute`
+strategy -> `fit` with XLA, resumable checkpoints, early stopping on the
+validation ELBO (book A.3), TensorBoard -> best weights -> test metrics ->
+`.keras` file and SavedModel export. Re-running the same command in the same
+workdir resumes; no finished epoch is lost.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tfvae import callbacks as callbacks_lib
+from tfvae import data as data_lib
+from tfvae import evaluation
+from tfvae import export as export_lib
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+BINARIZE = ("dynamic", "static", "none")
+# Held-out sets of dynamically binarized data are binarized once, with this
+# seed, whatever the run's seed: runs stay comparable (issue: "test set
+# binarized once with a fixed seed").
+EVAL_BINARIZE_SEED = 0
+# Keys that may change when a workdir is resumed; any other difference means
+# a different experiment and is refused.
+RESUMABLE_KEYS = frozenset({
+    "epochs", "patience", "data_dir", "strategy", "tpu", "jit_compile", "steps_per_execution",
+    "eval_num_samples", "export", "image_summaries", "max_eval_examples", "download"})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Options shared by every zoo entry (entries subclass it with their own).
+
+    Attributes:
+      dataset: one of `tfvae.data.DATASETS`.
+      data_dir: folder with the dataset's standard files ("" = default places).
+      binarize: training images "dynamic" (fresh Bernoulli draw every
+        epoch), "static" (once) or "none" (grey values). Held-out sets of
+        binarized runs are binarized once with a fixed seed.
+      epochs: total epochs (a resumed run continues up to this).
+      batch_size: global batch size.
+      seed: seed of the data order, binarization and the model's noise.
+      learning_rate: Adam step size.
+      patience: early stopping after this many epochs without a better
+        validation ELBO; 0 disables.
+      strategy: "default", "mirrored", "multi_worker" or "tpu".
+      tpu: TPU address for strategy="tpu" ("" = the local/Colab TPU).
+      jit_compile: compile the train step with XLA.
+      steps_per_execution: train steps per compiled call.
+      max_train_examples: use only the first N training examples (0 = all).
+      max_eval_examples: use only the first N validation/test examples (0 = all).
+      eval_num_samples: K of the final test IS log-likelihood (0 skips it).
+      image_summaries: write reconstruction/sample grids to TensorBoard.
+      export: write the SavedModel at the end.
+      download: allow the standard download when no local copy is found.
+    """
+
+    dataset: str = "mnist"
+    data_dir: str = ""
+    binarize: str = "dynamic"
+    epochs: int = 10
+    batch_size: int = 128
+    seed: int = 0
+    learning_rate: float = 1e-3
+    patience: int = 10
+    strategy: str = "default"
+    tpu: str = ""
+    jit_compile: bool = True
+    steps_per_execution: int = 1
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    eval_num_samples: int = 0
+    image_summaries: bool = True
+    export: bool = True
+    download: bool = True
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raises ValueError naming the first invalid field."""
+        data_lib.info(self.dataset)  # Raises for an unknown dataset.
+        _one_of("binarize", self.binarize, BINARIZE)
+        _one_of("strategy", self.strategy, STRATEGIES)
+        for name in ("epochs", "batch_size", "steps_per_execution"):
+            _at_least(name, getattr(self, name), 1)
+        for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
+            _at_least(name, getattr(self, name), 0)
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
+
+    def to_json(self):
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _one_of(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {', '.join(allowed)}. Received: {name}={value!r}")
+
+
+def _at_least(name, value, low):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
+
+
+def make_strategy(name, tpu=""):
+    """Returns the `tf.distribute` strategy called `name` (see `STRATEGIES`)."""
+    _one_of("strategy", name, STRATEGIES)
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def write_json_atomic(path, obj):
+    """Writes JSON to `path` through a temporary file and a rename (no torn files)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(f.name, path)
+
+
+def check_resumable(config_json, path):
+    """Raises ValueError if the workdir's config.json describes another experiment."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    changed = sorted(k for k in set(old) | set(config_json)
+                     if k not in RESUMABLE_KEYS and old.get(k) != config_json.get(k))
+    if changed:
+        details = ", ".join(f"{k}: {old.get(k)!r} -> {config_json.get(k)!r}" for k in changed)
+        raise ValueError(
+            f"The workdir holds a run with a different config ({details}); resuming it would "
+            f"mix two experiments. Use a new --workdir. Config file: {path}")
+
+
+def _datasets(config):
+    common = dict(data_dir=config.data_dir or None, download=config.download)
+    train = data_lib.make_dataset(
+        config.dataset, "train", config.batch_size, binarize=config.binarize, seed=config.seed,
+        drop_remainder=True, max_examples=config.max_train_examples or None, **common)
+    held_out = "none" if config.binarize == "none" else "static"
+    evals = {split: data_lib.make_dataset(
+        config.dataset, split, config.batch_size, binarize=held_out, seed=EVAL_BINARIZE_SEED,
+        max_examples=config.max_eval_examples or None, **common)
+        for split in ("validation", "test")}
+    return train, evals["validation"], evals["test"]
+
+
+def run(config, build_model, workdir):
+    """Trains, evaluates and exports one zoo entry in `workdir`.
+
+    Args:
+      config: a `TrainConfig` (subclass) instance.
+      build_model: callable(config, dataset_info) -> an uncompiled VAE.
+      workdir: output folder: config.json, checkpoints/, tensorboard/,
+        model.keras, saved_model/, metrics.json.
+
+    Returns:
+      The metrics dict written to `workdir/metrics.json`.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    config_path = os.path.join(workdir, "config.json")
+    check_resumable(config.to_json(), config_path)
+    write_json_atomic(config_path, config.to_json())
+    keras.utils.set_random_seed(config.seed)
+
+    info = data_lib.info(config.dataset)
+    train_ds, val_ds, test_ds = _datasets(config)
+    first = next(iter(val_ds))["image"]
+    strategy = make_strategy(config.strategy, config.tpu)
+    with strategy.scope():
+        model = build_model(config, info)
+        model(first[:1])
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      jit_compile=config.jit_compile,
+                      steps_per_execution=config.steps_per_execution)
+
+    checkpoint = callbacks_lib.ResumableCheckpoint(
+        os.path.join(workdir, "checkpoints"), monitor="val_elbo", mode="max",
+        patience=config.patience)
+    initial_epoch = checkpoint.restore(model)
+    log_dir = os.path.join(workdir, "tensorboard")
+    callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(),
+                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
+    if config.image_summaries:
+        callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
+                                                      seed=config.seed))
+    if checkpoint.stopped_early:
+        logging.info("This run stopped early before; not training further.")
+    elif initial_epoch < config.epochs:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                  initial_epoch=initial_epoch, callbacks=callbacks,
+                  verbose=1 if sys.stdout.isatty() else 2)
+    checkpoint.restore_best()
+
+    test = evaluation.evaluate(model, test_ds, num_samples=config.eval_num_samples)
+    metrics = {"dataset": config.dataset, "split": "test",
+               "epochs_done": int(checkpoint.epoch.numpy()),
+               "best_validation_elbo": float(checkpoint.best.numpy()),
+               "stopped_early": checkpoint.stopped_early,
+               **{f"test_{k}": v for k, v in test.items()}}
+    _save_model(model, workdir)
+    if config.export:
+        _export(model, os.path.join(workdir, "saved_model"))
+    write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+    logging.info("Test metrics: %s", json.dumps(metrics))
+    return metrics
+
+
+def _save_model(model, workdir):
+    path = os.path.join(workdir, "model.keras")
+    tmp = path + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _export(model, path):
+    tmp = path + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    export_lib.export_saved_model(model, tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(tmp, path)
+    logging.info("Exported SavedModel with signatures %s to %s",
+                 ", ".join(export_lib.SIGNATURES), path)

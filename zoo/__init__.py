@@ -1,0 +1,16 @@
+"""The model zoo: one module per entry, each runnable as `python -m zoo.<entry>`.
+
+An entry module defines `Config` (a `tfvae.train.TrainConfig` dataclass with
+the entry's hyper-parameters and defaults) and `build_model(config, info)`.
+"""
+
+import importlib
+
+ENTRIES = ("vae", "vae_fullcov")
+
+
+def load(name):
+    """Returns the entry module `zoo.<name>`; ValueError for an unknown entry."""
+    if name not in ENTRIES:
+        raise ValueError(f"Unknown zoo entry {name!r}. Known entries: {', '.join(ENTRIES)}")
+    return importlib.import_module(f"zoo.{name}")

@@ -1,0 +1,87 @@
+"""Command-line plumbing shared by the zoo entries: flags from a config dataclass.
+
+Every field of an entry's `Config` becomes an absl flag of the same name
+with the entry's default (`--dataset`, `--epochs`, `--latent_size`, ...);
+`--workdir` names the output folder. An unknown flag is an error (absl), an
+invalid value a ValueError naming the field.
+"""
+
+import dataclasses
+import inspect
+import re
+import typing
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from tfvae import train
+
+FLAGS = flags.FLAGS
+
+
+def _field_help(config_cls):
+    """Maps field name -> help text from the `Attributes:` docstring sections."""
+    helps = {}
+    for cls in reversed(config_cls.__mro__):
+        doc = inspect.getdoc(cls) or ""
+        if "Attributes:" not in doc:
+            continue
+        section = doc.split("Attributes:", 1)[1]
+        for match in re.finditer(r"^  (\w+): (.*(?:\n    .*)*)", section, re.M):
+            helps[match.group(1)] = " ".join(match.group(2).split())
+    return helps
+
+
+def define_flags(config_cls):
+    """Defines one absl flag per field of `config_cls` (a dataclass)."""
+    helps = _field_help(config_cls)
+    hints = typing.get_type_hints(config_cls)
+    flags.DEFINE_string("workdir", None, "Output folder (created; resumed if it exists).")
+    flags.mark_flag_as_required("workdir")
+    for field in dataclasses.fields(config_cls):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        kind = hints[field.name]
+        text = helps.get(field.name, field.name)
+        if kind is bool:
+            flags.DEFINE_bool(field.name, default, text)
+        elif kind is int:
+            flags.DEFINE_integer(field.name, default, text)
+        elif kind is float:
+            flags.DEFINE_float(field.name, default, text)
+        elif kind is str:
+            flags.DEFINE_string(field.name, default, text)
+        elif kind is tuple or typing.get_origin(kind) is tuple:
+            flags.DEFINE_list(field.name, [str(v) for v in default], text)
+        else:
+            raise TypeError(f"Config field {field.name} has unsupported type {kind}")
+
+
+def config_from_flags(config_cls):
+    """Builds `config_cls` from the parsed flags (validated by the dataclass)."""
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        value = FLAGS[field.name].value
+        if tuple in (hints[field.name], typing.get_origin(hints[field.name])):
+            try:
+                value = tuple(int(v) for v in value)
+            except ValueError:
+                raise ValueError(f"`{field.name}` must be a comma-separated list of integers. "
+                                 f"Received: {field.name}={','.join(value)}") from None
+        values[field.name] = value
+    return config_cls(**values)
+
+
+def main(entry_module):
+    """Runs `entry_module` (defining `Config` and `build_model`) from the command line."""
+    define_flags(entry_module.Config)
+
+    def _main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        logging.set_verbosity(logging.INFO)
+        config = config_from_flags(entry_module.Config)
+        train.run(config, entry_module.build_model, FLAGS.workdir)
+
+    app.run(_main)
