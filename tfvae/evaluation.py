@@ -35,10 +35,6 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
     Raises:
       ValueError: invalid `num_samples` or an empty dataset.
     """
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
-        raise ValueError(f"`num_samples` must be an integer >= 0. Received: num_samples={num_samples!r}")
-    if max_examples is not None and max_examples <= 0:
-        raise ValueError(f"`max_examples` must be positive or None. Received: max_examples={max_examples!r}")
 
     @tf.function
     def elbo_fn(x, batch_seed):
@@ -48,21 +44,40 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
     def log_prob_fn(x, batch_seed):
         return model.log_prob(x, num_samples=num_samples, chunk_size=chunk_size, seed=batch_seed)
 
-    elbos, log_probs, count = [], [], 0
+    return evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed, max_examples)
+
+
+def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_examples=None):
+    """`evaluate` for any per-example estimators, e.g. a SavedModel's signatures.
+
+    Args:
+      elbo_fn: callable(x [n, H, W, C], seed [2] int32) -> ELBO [n].
+      log_prob_fn: callable(x, seed) -> IS estimate of log p(x) [n] with K =
+        `num_samples` (only called when num_samples > 0).
+      dataset, num_samples, seed, max_examples: as in `evaluate`.
+
+    Returns:
+      The dict of `evaluate`.
+    """
+    if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
+        raise ValueError(f"`num_samples` must be an integer >= 0. Received: num_samples={num_samples!r}")
+    if max_examples is not None and max_examples <= 0:
+        raise ValueError(f"`max_examples` must be positive or None. Received: max_examples={max_examples!r}")
+    elbos, log_probs, count, num_dims = [], [], 0, None
     for index, batch in enumerate(dataset):
         x = batch["image"] if isinstance(batch, dict) else batch
         if max_examples is not None:
             x = x[:max_examples - count]
+        num_dims = int(np.prod(x.shape[1:]))
         batch_seed = tf.constant([seed, index], tf.int32)
-        elbos.append(elbo_fn(x, batch_seed).numpy())
+        elbos.append(np.asarray(elbo_fn(x, batch_seed)))
         if num_samples:
-            log_probs.append(log_prob_fn(x, batch_seed).numpy())
+            log_probs.append(np.asarray(log_prob_fn(x, batch_seed)))
         count += int(x.shape[0])
         if max_examples is not None and count >= max_examples:
             break
     if not count:
         raise ValueError("The evaluation dataset is empty.")
-    num_dims = int(np.prod(model.image_shape))
     elbo = np.concatenate(elbos).astype(np.float64)
     result = {"n": count, "elbo": float(elbo.mean()), "elbo_stderr": _stderr(elbo),
               "num_importance_samples": num_samples or None, "log_likelihood": None,
