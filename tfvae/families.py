@@ -197,6 +197,8 @@ class DiagonalGaussian(Family):
       latent_size: dimension of z.
     """
 
+    factorized = True  # q(z|x) = prod_i q(z_i|x): per-dimension KLs are defined.
+
     def __init__(self, latent_size):
         super().__init__((latent_size,))
         self.latent_size = self.event_shape[0]

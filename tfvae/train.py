@@ -220,6 +220,8 @@ def run(config, build_model, workdir):
                "epochs_done": int(checkpoint.epoch.numpy()),
                "best_validation_elbo": float(checkpoint.best.numpy()),
                "stopped_early": checkpoint.stopped_early,
+               # What Keras actually compiled (it may turn XLA off by itself).
+               "jit_compile": bool(model.jit_compile),
                **{f"test_{k}": v for k, v in test.items()}}
     _save_model(model, workdir)
     if config.export:

@@ -68,6 +68,11 @@ class VAE(keras.Model):
             raise ValueError(
                 f"`free_bits_groups` must be a positive divisor of latent_size={latent_size}. "
                 f"Received: free_bits_groups={free_bits_groups!r}")
+        if free_bits_groups > 1 and not getattr(self.latent.posterior_family, "factorized", False):
+            raise ValueError(
+                "Free bits per latent group need a factorized posterior (the per-group KL of "
+                f"{type(self.latent.posterior_family).__name__} is not defined). Use "
+                f"free_bits_groups=1. Received: free_bits_groups={free_bits_groups}")
         self.image_shape = tuple(self.likelihood.event_shape)
         self.analytic_kl = bool(analytic_kl)
         self.beta = float(beta)
@@ -191,7 +196,9 @@ class VAE(keras.Model):
         """The training objective dict (loss, elbo, rate, distortion, beta) for x."""
         terms = self.compute_terms(x, seed)
         kl_groups = None
-        if self.free_bits:
+        if self.free_bits and self.free_bits_groups == 1:
+            kl_groups = terms["kl"][..., tf.newaxis]                 # one group: the total KL
+        elif self.free_bits:
             kl_dims = objectives.kl_per_dimension(terms["q"], terms["p"], terms["z"],
                                                   analytic=self.analytic_kl)
             kl_groups = objectives.group_sum(kl_dims, self.free_bits_groups)
