@@ -5,3 +5,11 @@ Autoencoders", Foundations and Trends in Machine Learning (2019).
 """
 
 __version__ = "0.1.0"
+
+# Importing the package registers every serializable class with Keras, so a
+# `.keras` file loads after a plain `import tfvae`.
+from tfvae import families  # noqa: E402,F401
+from tfvae import latents  # noqa: E402,F401
+from tfvae import networks  # noqa: E402,F401
+from tfvae import priors  # noqa: E402,F401
+from tfvae import models  # noqa: E402,F401

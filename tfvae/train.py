@@ -88,7 +88,7 @@ class TrainConfig:
 
     def validate(self):
         """Raises ValueError naming the first invalid field."""
-        data_lib.info(self.dataset)  # Raises for an unknown dataset.
+        _one_of("dataset", self.dataset, data_lib.DATASETS)
         _one_of("binarize", self.binarize, BINARIZE)
         _one_of("strategy", self.strategy, STRATEGIES)
         for name in ("epochs", "batch_size", "steps_per_execution"):

@@ -81,7 +81,10 @@ def main(entry_module):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.INFO)
-        config = config_from_flags(entry_module.Config)
+        try:
+            config = config_from_flags(entry_module.Config)
+        except ValueError as e:
+            raise app.UsageError(str(e)) from None
         train.run(config, entry_module.build_model, FLAGS.workdir)
 
     app.run(_main)

@@ -47,6 +47,7 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
                      chunk_size=100, seed=0, use_saved_model=False, data_dir=""):
     """Returns the evaluation dict for a trained workdir (see module docstring)."""
     import keras
+    import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae import data as data_lib
     from tfvae import evaluation
     from tfvae import train

@@ -1,0 +1,217 @@
+"""Every zoo entry end to end on a tiny real subset (Fashion-MNIST), with XLA.
+
+One test module parameterized over the entry registry: build from the
+entry's config, train a few compiled steps, check the loss went down, the
+workdir's contents (config, checkpoints, TensorBoard events, SavedModel,
+metrics), and that the exported SavedModel, reloaded in a process that imports
+only TensorFlow, gives the in-memory model's encode/decode outputs. Also: the
+kill-and-resume path and the command-line errors.
+"""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from tests.conftest import needs_fashion_mnist
+from tfvae import data as data_lib
+from tfvae import evaluation
+from tfvae import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(dataset="fashion_mnist", epochs=2, batch_size=64, max_train_examples=768,
+            max_eval_examples=128, eval_num_samples=10, latent_size=8,
+            hidden_units=(64, 64), jit_compile=True)
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    return env
+
+
+def _tags(pattern):
+    tags = {}
+    for path in glob.glob(pattern):
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+@pytest.fixture(scope="module", params=zoo.ENTRIES)
+def trained(request, tmp_path_factory):
+    needs_fashion_mnist()
+    entry = zoo.load(request.param)
+    config = entry.Config(**TINY)
+    workdir = str(tmp_path_factory.mktemp(request.param))
+    keras.utils.set_random_seed(0)
+    untrained = entry.build_model(config, data_lib.info(config.dataset))
+    test_ds = train._datasets(config)[2]
+    untrained(next(iter(test_ds))["image"])
+    before = evaluation.evaluate(untrained, test_ds)
+    metrics = train.run(config, entry.build_model, workdir)
+    return request.param, config, workdir, metrics, before
+
+
+def test_training_lowers_the_loss_and_fills_the_workdir(trained):
+    name, config, workdir, metrics, before = trained
+    assert metrics["jit_compile"] is True          # XLA stays on: a lost jit fails here.
+    assert metrics["epochs_done"] == config.epochs
+    assert metrics["test_elbo"] > before["elbo"] + 50, (metrics, before)
+    assert metrics["test_n"] == config.max_eval_examples
+    assert metrics["test_log_likelihood"] >= metrics["test_elbo"] - 3 * metrics["test_elbo_stderr"]
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        assert json.load(f) == metrics
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f) == config.to_json()
+    assert os.path.exists(os.path.join(workdir, "checkpoints", "last", "checkpoint"))
+    assert os.path.exists(os.path.join(workdir, "saved_model", "saved_model.pb"))
+    scalars = _tags(os.path.join(workdir, "tensorboard", "train", "events*"))
+    for tag in ("epoch_loss", "epoch_elbo", "epoch_rate", "epoch_distortion",
+                "epoch_learning_rate"):
+        assert tag in scalars, sorted(scalars)
+    losses = [float(tf.make_ndarray(v.tensor)) for path in
+              glob.glob(os.path.join(workdir, "tensorboard", "train", "events*"))
+              for r in tf.data.TFRecordDataset(path)
+              for v in tf.compat.v1.Event.FromString(r.numpy()).summary.value
+              if v.tag == "epoch_loss"]
+    assert losses[-1] < losses[0], losses
+    images = _tags(os.path.join(workdir, "tensorboard", "images", "events*"))
+    for tag in ("reconstructions", "prior_samples", "posterior_mean"):
+        assert images.get(tag) == [1, 2], sorted(images)
+
+
+def test_export_reloads_with_tensorflow_alone(trained, tmp_path):
+    name, config, workdir, _, _ = trained
+    model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    x = next(iter(train._datasets(config)[2]))["image"][:5].numpy()
+    z = np.random.default_rng(0).normal(size=(3, config.latent_size)).astype("float32")
+    q = model.encode(x)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "z.npy", z)
+    script = f"""
+import json, sys
+import numpy as np, tensorflow as tf
+m = tf.saved_model.load({os.path.join(workdir, 'saved_model')!r})
+x = np.load({str(tmp_path / 'x.npy')!r}); z = np.load({str(tmp_path / 'z.npy')!r})
+enc = m.encode(x); dec = m.decode(z)
+out = dict(loc=enc['loc'].numpy().tolist(), scale=enc['scale'].numpy().tolist(),
+           mean=dec['mean'].numpy().tolist(),
+           sample=list(m.sample(tf.constant(4), tf.constant([1, 2]))['images'].shape),
+           log_prob=m.log_prob(x, tf.constant(7), tf.constant([3, 4]))['log_prob'].numpy().tolist(),
+           signatures=sorted(m.signatures),
+           tfp=any(k.startswith('tensorflow_probability') for k in sys.modules))
+print(json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=_env(), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not out["tfp"]
+    assert {"encode", "decode", "sample", "elbo", "log_prob"} <= set(out["signatures"])
+    np.testing.assert_allclose(out["loc"], q.mean(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["scale"], q.stddev(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["mean"], model.decode(z).mean(), rtol=1e-5, atol=1e-6)
+    assert out["sample"] == [4, *config_image_shape(config)]
+    np.testing.assert_allclose(out["log_prob"], model.log_prob(x, 7, seed=(3, 4)), rtol=1e-4)
+
+
+def config_image_shape(config):
+    return list(data_lib.info(config.dataset).image_shape)
+
+
+def test_evaluate_cli_prints_one_json_line(trained):
+    name, config, workdir, metrics, _ = trained
+    if name != zoo.ENTRIES[0]:
+        pytest.skip("The evaluation CLI is the same for every entry.")
+    cmd = [sys.executable, "-m", "zoo.evaluate", f"--workdir={workdir}", "--num_samples=10",
+           "--max_examples=128", "--batch_size=64"]
+    results = []
+    for extra in ([], ["--saved_model"]):
+        run = subprocess.run(cmd + extra, capture_output=True, text=True, env=_env(), cwd=ROOT,
+                             timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    for result in results:
+        assert set(result) >= {"dataset", "split", "n", "elbo", "elbo_stderr", "log_likelihood",
+                               "log_likelihood_stderr", "num_importance_samples",
+                               "bits_per_dim", "bits_per_dim_stderr"}
+        assert result["n"] == 128 and result["num_importance_samples"] == 10
+    # The SavedModel's signatures give the same estimates as the .keras model.
+    assert results[0]["elbo"] == pytest.approx(results[1]["elbo"], rel=1e-5)
+    assert results[0]["log_likelihood"] == pytest.approx(results[1]["log_likelihood"], rel=1e-5)
+    assert results[0]["elbo"] == pytest.approx(metrics["test_elbo"], abs=5 * metrics["test_elbo_stderr"])
+
+
+def _cli(workdir, *flags):
+    return [sys.executable, "-m", "zoo.vae", f"--workdir={workdir}", "--dataset=fashion_mnist",
+            "--max_train_examples=256", "--max_eval_examples=64", "--batch_size=32",
+            "--latent_size=4", "--hidden_units=32", "--image_summaries=false",
+            "--export=false", *flags]
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    needs_fashion_mnist()
+    workdir = str(tmp_path / "run")
+    index = os.path.join(workdir, "checkpoints", "last", "ckpt-2.index")
+    proc = subprocess.Popen(_cli(workdir, "--epochs=500"), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not os.path.exists(index) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.exists(index), "the run never finished two epochs"
+    done = tf.train.load_variable(os.path.join(workdir, "checkpoints", "last"),
+                                  "epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    assert done >= 2 and not os.path.exists(os.path.join(workdir, "metrics.json"))
+    result = subprocess.run(_cli(workdir, f"--epochs={done + 1}"), capture_output=True,
+                            text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Resumed from" in result.stderr and f"{done} epoch(s) done" in result.stderr
+    assert f"Epoch {done + 1}/{done + 1}" in result.stdout + result.stderr
+    assert "Epoch 1/" not in result.stdout + result.stderr
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        assert json.load(f)["epochs_done"] == done + 1
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--dataset=nope"], "`dataset` must be one of"),
+    (["--binarize=sometimes"], "binarize"),
+    (["--latent_sise=3"], "Unknown command line flag 'latent_sise'"),
+    (["--data_dir=/does/not/exist"], "/does/not/exist"),
+    (["--hidden_units=5,x"], "hidden_units"),
+])
+def test_command_line_errors_name_the_problem(tmp_path, flags, message):
+    result = subprocess.run(_cli(str(tmp_path / "w"), "--epochs=1", *flags), capture_output=True,
+                            text=True, env=_env(), cwd=ROOT, timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+
+
+def test_changed_config_refuses_to_resume(tmp_path):
+    workdir = str(tmp_path)
+    config = train.TrainConfig(dataset="digits")
+    train.write_json_atomic(os.path.join(workdir, "config.json"), config.to_json())
+    changed = train.TrainConfig(dataset="digits", seed=5, epochs=99).to_json()
+    with pytest.raises(ValueError, match=r"seed: 0 -> 5"):
+        train.check_resumable(changed, os.path.join(workdir, "config.json"))
+    train.check_resumable(train.TrainConfig(dataset="digits", epochs=99).to_json(),
+                          os.path.join(workdir, "config.json"))
+
+
+def test_zoo_list_prints_the_entries():
+    result = subprocess.run([sys.executable, "-m", "zoo", "--list"], capture_output=True,
+                            text=True, env=_env(), cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == list(zoo.ENTRIES)
