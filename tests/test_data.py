@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tfvae import data
+from tfvae import data_files
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -307,21 +308,21 @@ def test_not_found_error_names_dataset_and_places(tmp_path, monkeypatch,
 
 
 def test_failed_download_is_reported_not_raised_raw(tmp_path, monkeypatch):
-    def offline(url, path):
+    def offline(url, path, timeout):
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr(data, "_fetch", offline)
+    monkeypatch.setattr(data_files, "fetch", offline)
     with pytest.raises(data.DataNotFoundError, match="failed: .*no network"):
         data.load_arrays("mnist", "test")
 
 
 def test_download_checks_sha256_and_deletes_bad_file(monkeypatch,
                                                      empty_keras_cache):
-    def fake_fetch(url, path):
+    def fake_fetch(url, path, timeout):
         with open(path, "wb") as f:
             f.write(b"not the real mnist.npz")
 
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    monkeypatch.setattr(data_files, "fetch", fake_fetch)
     got = hashlib.sha256(b"not the real mnist.npz").hexdigest()
     expected = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
     with pytest.raises(ValueError, match=f"expected {expected}, got {got}"):
@@ -339,8 +340,8 @@ def test_download_with_matching_sha256_lands_in_keras_cache(
     subdir, ((filename, url, _),) = data._DOWNLOADS["mnist"]
     monkeypatch.setitem(data._DOWNLOADS, "mnist",
                         (subdir, ((filename, url, sha256),)))
-    monkeypatch.setattr(data, "_fetch",
-                        lambda url, path: os.link(source, path))
+    monkeypatch.setattr(data_files, "fetch",
+                        lambda url, path, timeout: os.link(source, path))
     images, _ = data.load_arrays("mnist", "test")
     np.testing.assert_array_equal(images[..., 0], x_test)
     assert (empty_keras_cache / "mnist.npz").is_file()

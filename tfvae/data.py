@@ -17,18 +17,13 @@ training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
 
 import dataclasses
 import functools
-import gzip
-import hashlib
-import io
 import os
-import pickle
-import shutil
-import tarfile
-import urllib.request
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+
+from tfvae import data_files
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits")
 SPLITS = ("train", "validation", "test")
@@ -73,8 +68,7 @@ _INFOS = {
 _IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _AMAT_FILES = tuple(f"binarized_mnist_{p}.amat" for p in ("train", "valid", "test"))
-_CIFAR_TAR, _CIFAR_DIR = "cifar-10-python.tar.gz", "cifar-10-batches-py"
-_CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_CIFAR_TAR, _CIFAR_DIR = data_files.CIFAR_TAR, data_files.CIFAR_DIR
 
 # Per dataset: the file formats tried in each folder, the subfolders looked
 # into below `data_dir` and below the Keras cache ("" is the folder itself;
@@ -148,111 +142,9 @@ def keras_datasets_dir():
     return os.path.join(keras_home, "datasets")
 
 
-def _read_bytes(path):
-    """Reads a file, gunzipping `*.gz`; unreadable files raise ValueError."""
-    try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as error:
-        raise ValueError(f"Cannot read data file {path}: {error}") from error
-
-
-def _read_idx(path):
-    """Parses an IDX file (LeCun's MNIST format) into a uint8 array."""
-    data = _read_bytes(path)
-    # Header: big-endian magic 0x0000080D (D = rank), then D uint32 sizes.
-    magic = int.from_bytes(data[:4], "big")
-    if len(data) < 4 or magic not in (2049, 2051):
-        raise ValueError(f"Corrupt IDX file {path}: magic number {magic}, "
-                         "expected 2049 (labels) or 2051 (images).")
-    header_size = 4 + 4 * (magic & 0xFF)
-    if len(data) < header_size:
-        raise ValueError(f"Corrupt IDX file {path}: truncated header.")
-    dims = tuple(int(d) for d in np.frombuffer(data[4:header_size], ">u4"))
-    expected_size = header_size + int(np.prod(dims))
-    if len(data) != expected_size:
-        raise ValueError(f"Corrupt IDX file {path}: header gives shape {dims} "
-                         f"({expected_size} bytes) but the file holds "
-                         f"{len(data)} bytes.")
-    return np.frombuffer(data, np.uint8, offset=header_size).reshape(dims)
-
-
-def _idx_pair(images_path, labels_path):
-    """Reads matching IDX image and label files: uint8 [N,28,28,1], [N]."""
-    images, labels = _read_idx(images_path), _read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise ValueError(f"IDX files {images_path} and {labels_path} do not match: "
-                         f"images {images.shape}, labels {labels.shape}.")
-    return images[..., None], labels
-
-
-def _read_amat(path):
-    """Parses a Larochelle `.amat` file: one image of 784 0/1 values a line."""
-    data = _read_bytes(path)
-    raw = np.frombuffer(data, np.uint8)
-    values = raw[~np.isin(raw, np.frombuffer(b" \t\r\n", np.uint8))]
-    num_rows = sum(1 for line in data.splitlines() if line.strip())
-    if (np.any((values != ord("0")) & (values != ord("1")))
-        or values.size != num_rows * 784):
-        raise ValueError(f"Corrupt .amat file {path}: expected {num_rows} lines of "
-                         f"784 values in {{0, 1}}, found {values.size} values.")
-    images = (values - ord("0")).reshape(num_rows, 28, 28, 1)
-    return images, np.full(num_rows, -1, np.int64)
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR batches (dicts of lists, bytes and numpy arrays) only.
-
-    Refuses every other class, so a planted file cannot run code on load.
-    """
-
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"),
-                ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"CIFAR batch refers to {module}.{name}.")
-        return super().find_class(module, name)
-
-
-def _cifar_batch(data, origin):
-    """Parses one pickled CIFAR batch into (uint8 [N,32,32,3], labels [N])."""
-    try:
-        batch = _CifarUnpickler(io.BytesIO(data), encoding="bytes").load()
-        images = np.asarray(batch[b"data"], np.uint8)
-        labels = np.asarray(batch[b"labels"], np.int64)
-        # Rows are channel-first planes: [N, 3072] -> [N, C, H, W] -> [N, H, W, C].
-        images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError,
-            ValueError) as error:
-        raise ValueError(f"Corrupt CIFAR batch {origin}: {error!r}") from error
-    if len(images) != len(labels):
-        raise ValueError(f"Corrupt CIFAR batch {origin}: {len(images)} images, "
-                         f"{len(labels)} labels.")
-    return images, labels
-
-
-def _read_cifar(path, is_tar):
-    """Reads the CIFAR-10 batches from the archive or the extracted folder."""
-    if is_tar:
-        try:
-            with tarfile.open(path, "r:gz") as tar:
-                blobs = [tar.extractfile(f"{_CIFAR_DIR}/{b}").read()
-                         for b in _CIFAR_BATCHES]
-        except (tarfile.TarError, OSError, EOFError, KeyError) as error:
-            raise ValueError(f"Cannot read CIFAR archive {path}: {error!r}") from error
-    else:
-        blobs = [_read_bytes(os.path.join(path, b)) for b in _CIFAR_BATCHES]
-    batches = [_cifar_batch(blob, f"{path}:{b}")
-               for blob, b in zip(blobs, _CIFAR_BATCHES)]
-    train = tuple(np.concatenate(parts) for parts in zip(*batches[:5]))
-    return {"train": train, "test": batches[5]}
-
-
 def _stamp(path):
     """(mtime, size) of the file(s) at `path`: invalidates `_parse`'s cache."""
-    files = ([os.path.join(path, b) for b in _CIFAR_BATCHES]
+    files = ([os.path.join(path, b) for b in data_files.CIFAR_BATCHES]
              if os.path.isdir(path) else [path])
     return tuple((os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
 
@@ -272,11 +164,12 @@ def _parse(file_format, paths, stamps):  # pylint: disable=unused-argument
             splits = {"train": (f["x_train"][..., None], f["y_train"]),
                       "test": (f["x_test"][..., None], f["y_test"])}
     elif file_format == "idx":
-        splits = {"train": _idx_pair(*paths[:2]), "test": _idx_pair(*paths[2:])}
+        splits = {"train": data_files.read_idx_pair(*paths[:2]),
+                  "test": data_files.read_idx_pair(*paths[2:])}
     elif file_format == "amat":
-        splits = dict(zip(SPLITS, (_read_amat(p) for p in paths)))
+        splits = dict(zip(SPLITS, (data_files.read_amat(p) for p in paths)))
     else:
-        splits = _read_cifar(paths[0], is_tar=file_format == "cifar_tar")
+        splits = data_files.read_cifar(paths[0], is_tar=file_format == "cifar_tar")
     result = {}
     for split, (images, labels) in splits.items():
         images = np.ascontiguousarray(images, np.uint8)
@@ -304,54 +197,11 @@ def _find_in(directory, name):
         elif file_format == "cifar_tar":
             paths = [_existing(directory, _CIFAR_TAR)]
         else:
-            has_batches = all(_existing(directory, b) for b in _CIFAR_BATCHES)
+            has_batches = all(_existing(directory, b) for b in data_files.CIFAR_BATCHES)
             paths = [directory if has_batches else None]
         if all(paths):
             return file_format, tuple(os.path.realpath(p) for p in paths)
     return None
-
-
-def _fetch(url, path):
-    """Downloads `url` to `path` (the only network access of this module)."""
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
-        with open(path, "wb") as f:
-            shutil.copyfileobj(response, f)
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _download(name, directory):
-    """Downloads the missing files of `name` into `directory`, checking SHA-256.
-
-    Raises:
-      OSError: the download failed (no network, timeout, HTTP error).
-      ValueError: a downloaded file has the wrong SHA-256 (it is deleted).
-    """
-    os.makedirs(directory, exist_ok=True)
-    for filename, url, expected in _DOWNLOADS[name][1]:
-        path = os.path.join(directory, filename)
-        if os.path.isfile(path):
-            continue
-        partial = path + ".part"
-        logging.info("Downloading %s to %s.", url, path)
-        try:
-            _fetch(url, partial)
-            got = _sha256(partial)
-        except BaseException:  # Interrupted or failed: leave no partial file.
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise
-        if got != expected:
-            os.remove(partial)
-            raise ValueError(f"SHA-256 mismatch for {url}: expected {expected}, got "
-                             f"{got}. The corrupt download was deleted; try again.")
-        os.replace(partial, path)
 
 
 def _locate(name, data_dir, download):
@@ -373,7 +223,8 @@ def _locate(name, data_dir, download):
         outcome = "download disabled (download=False)"
     else:
         try:
-            _download(name, download_dir)
+            data_files.download_verified(_DOWNLOADS[name][1], download_dir,
+                                         DOWNLOAD_TIMEOUT_SECONDS)
             return _find_in(download_dir, name)
         except OSError as error:
             outcome = f"download into {download_dir} failed: {error}"

@@ -211,7 +211,7 @@ def run(config, build_model, workdir):
         logging.info("This run stopped early before; not training further.")
     elif initial_epoch < config.epochs:
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks,
+                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
                   verbose=1 if sys.stdout.isatty() else 2)
     checkpoint.restore_best()
 

@@ -222,8 +222,10 @@ class VAE(keras.Model):
         chunks of `chunk_size` samples (bounded memory for any K).
         """
         x = self._images(x, check_values=True)
-        if isinstance(num_samples, (int, np.integer)) and num_samples < 1:
-            raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
+        if isinstance(num_samples, (int, np.integer)):
+            if num_samples < 1:
+                raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
+            chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
         seed = self._seed(seed, self.eval_seed_generator)
         q = self.encode(x)
         p = self.latent.prior()
