@@ -246,7 +246,9 @@ class VAE(keras.Model):
         for name, value in values.items():
             # A skipped step must not turn the epoch's averages into NaN.
             self._trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
-        self._trackers["skipped_steps"].update_state(1.0 - weight)
+        # Every replica adds its share, so the summed metric counts steps.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self._trackers["skipped_steps"].update_state((1.0 - weight) / replicas)
 
     def train_step(self, data):
         x = self._images(data)
@@ -265,15 +267,37 @@ class VAE(keras.Model):
         context = tf.distribute.get_replica_context()
         if replicas > 1 and context is not None:
             # All replicas must agree on skipping, or the all-reduce would hang.
-            finite = context.all_reduce("min", tf.cast(finite, tf.int32)) > 0
+            not_finite = tf.cast(tf.logical_not(finite), tf.float32)
+            finite = context.all_reduce(tf.distribute.ReduceOp.SUM, not_finite) == 0.0
 
-        def apply():
-            self.optimizer.apply(grads, variables)
-            return tf.constant(True)
-
-        tf.cond(finite, apply, lambda: tf.constant(False))
+        self._apply_if_finite(grads, variables, finite)
         self._update_metrics(values, finite)
         return {m.name: m.result() for m in self.metrics}
+
+    def _apply_if_finite(self, grads, variables, finite):
+        """optimizer.apply(grads) when `finite` (equal on all replicas), else nothing.
+
+        A strategy that aggregates gradients through `merge_call` (Mirrored)
+        cannot take a `cond` around `apply` in replica context; as Keras'
+        LossScaleOptimizer does, the `cond` then runs in cross-replica context.
+        """
+        def apply():
+            self.optimizer.apply(grads, variables)
+
+        if tf.__internal__.distribute.strategy_supports_no_merge_call():
+            keras.ops.cond(finite, apply, lambda: None)
+            return
+
+        def cross_replica(distribution, grads, finite):
+            first = distribution.experimental_local_results(finite)[0]
+
+            def apply_each():
+                distribution.extended.call_for_each_replica(
+                    self.optimizer.apply, args=(grads, variables))
+
+            keras.ops.cond(first, apply_each, lambda: None)
+
+        tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
         x = self._images(data)
