@@ -75,7 +75,7 @@ class TrainConfig:
     strategy: str = "default"
     tpu: str = ""
     jit_compile: bool = True
-    steps_per_execution: int = 1
+    steps_per_execution: int = 10
     max_train_examples: int = 0
     max_eval_examples: int = 0
     eval_num_samples: int = 0
@@ -168,6 +168,17 @@ def _datasets(config):
     return train, evals["validation"], evals["test"]
 
 
+def build_compiled(config, build_model, info, images, strategy):
+    """Builds the entry's model on `images` [n, H, W, C] and compiles it as `run` does."""
+    with strategy.scope():
+        model = build_model(config, info)
+        model(images[:1])
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      jit_compile=config.jit_compile,
+                      steps_per_execution=config.steps_per_execution)
+    return model
+
+
 def run(config, build_model, workdir):
     """Trains, evaluates and exports one zoo entry in `workdir`.
 
@@ -190,12 +201,7 @@ def run(config, build_model, workdir):
     train_ds, val_ds, test_ds = _datasets(config)
     first = next(iter(val_ds))["image"]
     strategy = make_strategy(config.strategy, config.tpu)
-    with strategy.scope():
-        model = build_model(config, info)
-        model(first[:1])
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      jit_compile=config.jit_compile,
-                      steps_per_execution=config.steps_per_execution)
+    model = build_compiled(config, build_model, info, first, strategy)
 
     checkpoint = callbacks_lib.ResumableCheckpoint(
         os.path.join(workdir, "checkpoints"), monitor="val_elbo", mode="max",

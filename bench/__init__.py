@@ -1,0 +1,1 @@
+"""Benchmarks: speed and likelihood measurements (never timed unit tests)."""
