@@ -13,3 +13,9 @@ from tfvae import latents  # noqa: E402,F401
 from tfvae import networks  # noqa: E402,F401
 from tfvae import priors  # noqa: E402,F401
 from tfvae import models  # noqa: E402,F401
+from tfvae.flows import density  # noqa: E402,F401
+from tfvae.flows import iaf  # noqa: E402,F401
+from tfvae.flows import made  # noqa: E402,F401
+from tfvae.flows import householder  # noqa: E402,F401
+from tfvae.flows import planar  # noqa: E402,F401
+from tfvae.flows import sylvester  # noqa: E402,F401

@@ -178,20 +178,26 @@ class ImageSummaries(keras.callbacks.Callback):
         self.num_samples = num_samples
         self.seed = seed
         self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
+        self._sample = None
 
     def on_epoch_end(self, epoch, logs=None):
         x = self.images
         columns = 8
-        q = self.model.encode(tf.constant(x))
-        recon = self.model.decode(q.mean()).mean().numpy()
-        n = (len(x) // columns) * columns
-        pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
-                          recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
-        samples = self.model.sample(self.num_samples, seed=[self.seed, 0]).numpy()
+        if self._sample is None:
+            # Traced once: sampling a MAF prior eagerly runs d sequential passes.
+            self._sample = tf.function(lambda: self.model.sample(self.num_samples,
+                                                                 seed=[self.seed, 0]))
+        samples = self._sample().numpy()
         with self._writer.as_default(step=epoch + 1):
-            tf.summary.image("reconstructions", image_grid(pairs.reshape(-1, *x.shape[1:]),
-                                                           columns))
             tf.summary.image("prior_samples", image_grid(samples, columns))
-            tf.summary.histogram("posterior_mean", q.mean())
-            tf.summary.histogram("posterior_stddev", q.stddev())
+            if hasattr(self.model, "posterior_summary"):   # latent-variable models
+                summary = self.model.posterior_summary(tf.constant(x))
+                recon = self.model.decode(summary["loc"]).mean().numpy()
+                n = (len(x) // columns) * columns
+                pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
+                                  recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
+                tf.summary.image("reconstructions",
+                                 image_grid(pairs.reshape(-1, *x.shape[1:]), columns))
+                tf.summary.histogram("posterior_mean", summary["loc"])
+                tf.summary.histogram("posterior_stddev", summary["scale"])
         self._writer.flush()

@@ -24,8 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data_files
+from tfvae import toy_data
 
-DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits")
+DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
+            *toy_data.TOY_DATASETS)
 SPLITS = ("train", "validation", "test")
 BINARIZE = ("none", "dynamic", "static")
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -42,10 +44,12 @@ class DatasetInfo:
 
     Attributes:
       name: one of `DATASETS`.
-      image_shape: `(height, width, channels)` of one image.
+      image_shape: `(height, width, channels)` of one image, or `(2,)` for a
+        point of a 2-D toy density.
       num_classes: number of label classes; 0 when the data has no labels
-        (binarized MNIST, whose labels are all -1).
-      num_bits: bits per pixel value: 8 for uint8 data, 1 for binary data.
+        (binarized MNIST, whose labels are all -1, and the toy densities).
+      num_bits: bits per pixel value: 8 for uint8 data, 1 for binary data,
+        0 for continuous data (the toy densities).
       splits: official sizes, `{"train": n, "validation": n, "test": n}`.
     """
 
@@ -63,7 +67,9 @@ _INFOS = {
         ("binarized_mnist", (28, 28, 1), 0, 1, (50000, 10000, 10000)),
         ("fashion_mnist", (28, 28, 1), 10, 8, (50000, 10000, 10000)),
         ("cifar10", (32, 32, 3), 10, 8, (45000, 5000, 10000)),
-        ("digits", (8, 8, 1), 10, 8, (1297, 200, 300)))
+        ("digits", (8, 8, 1), 10, 8, (1297, 200, 300)),
+        *((toy, (2,), 0, 0, tuple(toy_data.SPLIT_SIZES.values()))
+          for toy in toy_data.TOY_DATASETS))
 }
 _IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -274,7 +280,8 @@ def load_arrays(name, split, data_dir=None, download=True):
 
     Returns:
       `(images, labels)`: read-only uint8 `[N, H, W, C]` (values 0..255, or 0/1
-      for binarized MNIST) and int64 `[N]` (-1 when the data has no labels).
+      for binarized MNIST; float32 points [N, 2] for the toy densities) and
+      int64 `[N]` (-1 when the data has no labels).
 
     Raises:
       ValueError: for an unknown `name` or `split`, a missing `data_dir`, a
@@ -287,6 +294,9 @@ def load_arrays(name, split, data_dir=None, download=True):
         raise ValueError(f"`data_dir` does not exist. Received: data_dir={data_dir!r}")
     if name == "digits":
         return _load_digits()[split]
+    if name in toy_data.TOY_DATASETS:
+        points = toy_data.sample(name, split)
+        return points, np.full(len(points), -1, np.int64)
     file_format, paths = _locate(name, data_dir, download)
     splits = _parse(file_format, paths, tuple(_stamp(p) for p in paths))
     for images, _ in splits.values():
@@ -353,7 +363,12 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError("`shuffle` must be None or a bool. "
                          f"Received: shuffle={shuffle!r}")
-    max_value = 2 ** info(name).num_bits - 1
+    num_bits = info(name).num_bits
+    if not num_bits and binarize != "none":
+        raise ValueError(f"{name} is continuous data: use binarize='none'. "
+                         f"Received: binarize={binarize!r}")
+    # Continuous data (num_bits 0) are used as they are.
+    max_value = 2 ** num_bits - 1 if num_bits else 1
     images, labels = load_arrays(name, split, data_dir=data_dir, download=download)
     images, labels = images[:max_examples], labels[:max_examples]
     if binarize == "static":

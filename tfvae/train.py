@@ -210,7 +210,7 @@ def run(config, build_model, workdir):
     log_dir = os.path.join(workdir, "tensorboard")
     callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
-    if config.image_summaries:
+    if config.image_summaries and len(info.image_shape) == 3:
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
                                                       seed=config.seed))
     if checkpoint.stopped_early:
@@ -251,4 +251,4 @@ def _export(model, path):
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
     logging.info("Exported SavedModel with signatures %s to %s",
-                 ", ".join(export_lib.SIGNATURES), path)
+                 ", ".join(name for name, _, _ in model.serving_endpoints()), path)

@@ -6,7 +6,8 @@ the entry's hyper-parameters and defaults) and `build_model(config, info)`.
 
 import importlib
 
-ENTRIES = ("vae", "vae_fullcov")
+ENTRIES = ("vae", "vae_fullcov", "vae_iaf", "vae_planar", "vae_householder", "vae_sylvester",
+           "vae_flow_prior", "maf", "realnvp")
 
 
 def load(name):

@@ -9,6 +9,7 @@ invalid value a ValueError naming the field.
 import dataclasses
 import inspect
 import re
+import sys
 import typing
 
 from absl import app
@@ -31,6 +32,21 @@ def _field_help(config_cls):
         for match in re.finditer(r"^  (\w+): (.*(?:\n    .*)*)", section, re.M):
             helps[match.group(1)] = " ".join(match.group(2).split())
     return helps
+
+
+def preset(base, name, **defaults):
+    """A subclass of the config dataclass `base` with other defaults (a zoo preset).
+
+    Raises:
+      ValueError: a default names a field `base` does not have.
+    """
+    hints = typing.get_type_hints(base)
+    unknown = sorted(set(defaults) - set(hints))
+    if unknown:
+        raise ValueError(f"{base.__name__} has no field(s) {unknown}.")
+    return dataclasses.make_dataclass(
+        name, [(k, hints[k], dataclasses.field(default=v)) for k, v in defaults.items()],
+        bases=(base,), namespace={"__doc__": f"{name}: {base.__name__} with {defaults}."})
 
 
 def define_flags(config_cls):
@@ -71,6 +87,11 @@ def config_from_flags(config_cls):
                                  f"Received: {field.name}={','.join(value)}") from None
         values[field.name] = value
     return config_cls(**values)
+
+
+def main_for(module_name):
+    """`main` for the module called `module_name` (use `main_for(__name__)`)."""
+    main(sys.modules[module_name])
 
 
 def main(entry_module):

@@ -3,8 +3,10 @@
 Factorized Gaussian q(z|x), standard-normal p(z), Bernoulli p(x|z); the
 reference MLP 784-512-512 -> 32 -> 512-512-784 with ReLU, Adam 1e-3, batch
 128. `--posterior=fullcov` gives Algorithm 2's posterior (see `vae_fullcov`);
-`--network=conv` a small convolutional encoder/decoder; `--likelihood=gaussian`
-a Gaussian p(x|z) with learned per-pixel scale for grey values.
+`--flow=iaf|planar|householder|sylvester` a flow posterior (ch. 3; see
+`vae_iaf`, ...); `--prior=maf|realnvp` a learned flow prior (§4.4, see
+`vae_flow_prior`); `--network=conv` a small convolutional encoder/decoder;
+`--likelihood=gaussian` a Gaussian p(x|z) with learned per-pixel scale.
 
     python -m zoo.vae --workdir=/tmp/vae --dataset=fashion_mnist
 """
@@ -15,11 +17,19 @@ from tfvae import families
 from tfvae import latents
 from tfvae import networks
 from tfvae import train
+from tfvae.flows import density
+from tfvae.flows import householder
+from tfvae.flows import iaf
+from tfvae.flows import planar
+from tfvae.flows import sylvester
 from tfvae.models import VAE
 
 NETWORKS = ("mlp", "conv")
 POSTERIORS = ("diagonal", "fullcov")
 LIKELIHOODS = ("bernoulli", "gaussian")
+FLOWS = ("none", "iaf", "planar", "householder", "sylvester")
+SYLVESTER_VARIANTS = ("orthogonal", "householder", "triangular")
+PRIORS = ("standard_normal", "maf", "realnvp")
 
 
 @dataclasses.dataclass
@@ -39,6 +49,18 @@ class Config(train.TrainConfig):
       kl_warmup_steps: linear KL warm-up over this many steps (§2.8.1); 0 disables.
       free_bits: free bits lambda in nats per latent group (§2.8.1); 0 disables.
       free_bits_groups: number of latent groups for free bits.
+      flow: posterior flow (ch. 3): "none", "iaf" (Algorithm 3), "planar",
+        "householder" or "sylvester"; needs analytic_kl=false.
+      num_flows: number of flow steps T.
+      flow_hidden_units: hidden widths of each IAF step's MADE.
+      flow_context_size: size of the context h the encoder gives the IAF.
+      sylvester_variant: "orthogonal", "householder" or "triangular".
+      sylvester_vectors: orthonormal vectors M per Sylvester step (orthogonal
+        variant) or Householder reflections per step (householder variant).
+      prior: "standard_normal", or a learned flow prior "maf" / "realnvp"
+        (§4.4; needs analytic_kl=false).
+      prior_num_flows: flow steps of a learned prior.
+      prior_hidden_units: hidden widths of the learned prior's networks.
     """
 
     latent_size: int = 32
@@ -53,13 +75,33 @@ class Config(train.TrainConfig):
     kl_warmup_steps: int = 0
     free_bits: float = 0.0
     free_bits_groups: int = 1
+    flow: str = "none"
+    num_flows: int = 4
+    flow_hidden_units: tuple = (256, 256)
+    flow_context_size: int = 256
+    sylvester_variant: str = "orthogonal"
+    sylvester_vectors: int = 8
+    prior: str = "standard_normal"
+    prior_num_flows: int = 4
+    prior_hidden_units: tuple = (256, 256)
 
     def validate(self):
         super().validate()
         for name, allowed in (("network", NETWORKS), ("posterior", POSTERIORS),
-                              ("likelihood", LIKELIHOODS)):
+                              ("likelihood", LIKELIHOODS), ("flow", FLOWS),
+                              ("sylvester_variant", SYLVESTER_VARIANTS), ("prior", PRIORS)):
             train._one_of(name, getattr(self, name), allowed)
-        train._at_least("latent_size", self.latent_size, 1)
+        for name in ("latent_size", "num_flows", "flow_context_size", "prior_num_flows",
+                     "sylvester_vectors"):
+            train._at_least(name, getattr(self, name), 1)
+        if self.analytic_kl and (self.flow != "none" or self.prior != "standard_normal"):
+            raise ValueError(
+                "A flow posterior or a learned prior has no closed-form KL: use "
+                f"--analytic_kl=false. Received: analytic_kl=True, flow={self.flow!r}, "
+                f"prior={self.prior!r}")
+        if self.flow != "none" and self.posterior != "diagonal":
+            raise ValueError("A posterior flow starts from the diagonal Gaussian. "
+                             f"Received: posterior={self.posterior!r}, flow={self.flow!r}")
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")
@@ -82,6 +124,35 @@ def build_networks(config, image_shape, params_size, params_per_pixel):
     return encoder, decoder
 
 
+def build_flow(config):
+    """The posterior flow layer for `config.flow` (None for "none")."""
+    d, steps = config.latent_size, config.num_flows
+    if config.flow == "iaf":
+        return iaf.IAF(d, steps, hidden_units=tuple(config.flow_hidden_units),
+                       context_size=config.flow_context_size, name="flow")
+    if config.flow == "planar":
+        return planar.PlanarFlow(d, steps, name="flow")
+    if config.flow == "householder":
+        return householder.HouseholderFlow(d, steps, name="flow")
+    if config.flow == "sylvester":
+        variant, vectors = config.sylvester_variant, config.sylvester_vectors
+        return sylvester.SylvesterFlow(
+            d, steps, variant=variant,
+            num_ortho_vectors=vectors if variant == "orthogonal" else None,
+            num_householder=vectors if variant == "householder" else None, name="flow")
+    return None
+
+
+def build_prior(config):
+    """The prior layer for `config.prior` (None: the standard normal)."""
+    if config.prior == "standard_normal":
+        return None
+    return density.FlowPrior(config.latent_size, flow=config.prior,
+                             num_flows=config.prior_num_flows,
+                             hidden_units=tuple(config.prior_hidden_units), seed=config.seed,
+                             name="prior")
+
+
 def build_model(config, info):
     """The VAE for `config` on images of `info.image_shape`."""
     image_shape = tuple(info.image_shape)
@@ -93,7 +164,9 @@ def build_model(config, info):
                  if config.posterior == "fullcov"
                  else families.DiagonalGaussian(config.latent_size))
     encoder, decoder = build_networks(config, image_shape, likelihood.params_size, per_pixel)
-    return VAE(encoder, decoder, latents.LatentLayer(posterior, name="latent"), likelihood,
+    latent = latents.LatentLayer(posterior, prior=build_prior(config), flow=build_flow(config),
+                                 name="latent")
+    return VAE(encoder, decoder, latent, likelihood,
                analytic_kl=config.analytic_kl, beta=config.beta,
                kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
                free_bits_groups=config.free_bits_groups, seed=config.seed, name="vae")
@@ -101,5 +174,4 @@ def build_model(config, info):
 
 if __name__ == "__main__":
     from zoo import common
-    import sys
-    common.main(sys.modules[__name__])
+    common.main_for(__name__)

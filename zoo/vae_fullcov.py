@@ -5,22 +5,11 @@ L = L_mask * L' + diag(sigma), z = mu + L eps; everything else as `vae`.
     python -m zoo.vae_fullcov --workdir=/tmp/vae_fullcov --dataset=fashion_mnist
 """
 
-import dataclasses
-
+from zoo import common
 from zoo import vae
 
-
-@dataclasses.dataclass
-class Config(vae.Config):
-    """The `vae_fullcov` entry's options: `vae`'s, with posterior="fullcov"."""
-
-    posterior: str = "fullcov"
-
-
+Config = common.preset(vae.Config, "vae_fullcov", posterior="fullcov")
 build_model = vae.build_model
 
-
 if __name__ == "__main__":
-    from zoo import common
-    import sys
-    common.main(sys.modules[__name__])
+    common.main_for(__name__)

@@ -13,6 +13,8 @@ import tensorflow as tf
 from tfvae import families
 from tfvae import latents
 from tfvae import objectives
+from tfvae import priors
+from tfvae.models import guarded_step
 
 _PACKAGE = "tfvae"
 
@@ -68,10 +70,18 @@ class VAE(keras.Model):
             raise ValueError(
                 f"`free_bits_groups` must be a positive divisor of latent_size={latent_size}. "
                 f"Received: free_bits_groups={free_bits_groups!r}")
-        if free_bits_groups > 1 and not getattr(self.latent.posterior_family, "factorized", False):
+        gaussian_pair = self.latent.flow is None and isinstance(self.latent.prior_layer,
+                                                                 priors.StandardNormal)
+        if analytic_kl and not gaussian_pair:
             raise ValueError(
-                "Free bits per latent group need a factorized posterior (the per-group KL of "
-                f"{type(self.latent.posterior_family).__name__} is not defined). Use "
+                "The analytic KL needs a Gaussian posterior without a flow and the "
+                "standard-normal prior; use the Monte-Carlo KL (analytic_kl=False) with a "
+                f"flow posterior or a learned prior. Received: analytic_kl={analytic_kl!r}")
+        if free_bits_groups > 1 and not (
+                gaussian_pair and getattr(self.latent.posterior_family, "factorized", False)):
+            raise ValueError(
+                "Free bits per latent group need a factorized posterior without a flow and a "
+                "factorized prior (otherwise the per-group KL is not defined). Use "
                 f"free_bits_groups=1. Received: free_bits_groups={free_bits_groups}")
         self.image_shape = tuple(self.likelihood.event_shape)
         self.analytic_kl = bool(analytic_kl)
@@ -157,10 +167,23 @@ class VAE(keras.Model):
         params = tf.reshape(params, tf.concat([batch, [self.likelihood.params_size]], 0))
         return self.likelihood.make(params)
 
+    def posterior_summary(self, x):
+        """A point and a spread of q(z|x): {"loc", "scale"} [batch, latent_size].
+
+        Gaussian posteriors: the mean and the marginal standard deviations.
+        Flow posteriors (no closed-form mean): loc = f(mu_0), the base mean
+        pushed through the flow, and scale = sigma_0, the base scale.
+        """
+        q = self.encode(x)
+        if self.latent.flow is None:
+            return {"loc": q.mean(), "scale": q.stddev()}
+        return {"loc": q.bijector.forward(q.distribution.mean()),
+                "scale": q.distribution.stddev()}
+
     def call(self, inputs):
-        """Reconstruction mean E[x|z = E_q[z]] [batch, H, W, C]."""
+        """Reconstruction mean E[x|z] at the posterior's summary point z [batch, H, W, C]."""
         x = self._images(inputs)
-        return self.decode(self.encode(x).mean()).mean()
+        return self.decode(self.posterior_summary(x)["loc"]).mean()
 
     def _seed(self, seed, generator):
         if seed is None:
@@ -182,9 +205,15 @@ class VAE(keras.Model):
         """
         q = self.encode(x)
         p = self.latent.prior()
-        z = q.sample(num_samples, seed=seed)                         # [samples, batch, d]
+        if self.analytic_kl:
+            z = q.sample(num_samples, seed=seed)                     # [samples, batch, d]
+            kl = objectives.kl_divergence(q, p)                      # [batch]
+        else:
+            # The density of a flow's own samples comes from the forward
+            # log-det (§3.2.2): no inverse of the flow is needed.
+            z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
+            kl = log_q - p.log_prob(z)                               # [samples, batch]
         log_likelihood = self.decode(z).log_prob(x)                  # [samples, batch]
-        kl = objectives.kl_divergence(q, p, z, analytic=self.analytic_kl)
         return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
 
     def kl_weight(self):
@@ -231,78 +260,54 @@ class VAE(keras.Model):
         p = self.latent.prior()
 
         def log_weights(chunk):
-            z = q.sample(chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
-            return self.decode(z).log_prob(x) + p.log_prob(z) - q.log_prob(z)  # [chunk, batch]
+            z, log_q = q.experimental_sample_and_log_prob(
+                chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
+            return self.decode(z).log_prob(x) + p.log_prob(z) - log_q      # [chunk, batch]
 
         return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+
+    def serving_endpoints(self, chunk_size=100):
+        """The SavedModel signatures (`tfvae.export`), each returning a dict of tensors.
+
+        encode(x [n, H, W, C]) -> {loc, scale} [n, d] (`posterior_summary`);
+        decode(z [n, d]) -> {mean} [n, H, W, C]; sample(num_samples [], seed [2])
+        -> {images}; elbo(x, seed) -> {elbo} [n]; log_prob(x, num_samples, seed)
+        -> {log_prob} [n] (importance sampling with K = num_samples, §2.6).
+        """
+        image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
+        latent = tf.TensorSpec([None, self.latent.latent_size], tf.float32, name="z")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+        count = tf.TensorSpec([], tf.int32, name="num_samples")
+        return [
+            ("encode", self.posterior_summary, [image]),
+            ("decode", lambda z: {"mean": self.decode(z).mean()}, [latent]),
+            ("sample", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
+            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
+            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+                x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
+        ]
 
     # ---------------------------------------------------------------- training
     @property
     def metrics(self):
         return list(self._trackers.values())
 
-    def _update_metrics(self, values, finite):
-        weight = tf.cast(finite, tf.float32)
-        for name, value in values.items():
-            # A skipped step must not turn the epoch's averages into NaN.
-            self._trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
-        # Every replica adds its share, so the summed metric counts steps.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self._trackers["skipped_steps"].update_state((1.0 - weight) / replicas)
-
     def train_step(self, data):
         x = self._images(data)
         seed = self._seed(None, self.seed_generator)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             values = self.objective(x, seed)
             # Gradients are summed over replicas: scale the per-replica loss.
-            loss = values["loss"] / replicas
-        variables = self.trainable_variables
-        grads = tape.gradient(loss, variables)
-        finite = tf.math.is_finite(loss)
-        for g in grads:
-            if g is not None:
-                finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-        context = tf.distribute.get_replica_context()
-        if replicas > 1 and context is not None:
-            # All replicas must agree on skipping, or the all-reduce would hang.
-            not_finite = tf.cast(tf.logical_not(finite), tf.float32)
-            finite = context.all_reduce(tf.distribute.ReduceOp.SUM, not_finite) == 0.0
-
-        self._apply_if_finite(grads, variables, finite)
-        self._update_metrics(values, finite)
+            loss = values["loss"] / guarded_step.num_replicas()
+        finite = guarded_step.minimize_if_finite(self.optimizer, tape, loss,
+                                                 self.trainable_variables)
+        guarded_step.update_metrics(self._trackers, values, finite)
         return {m.name: m.result() for m in self.metrics}
-
-    def _apply_if_finite(self, grads, variables, finite):
-        """optimizer.apply(grads) when `finite` (equal on all replicas), else nothing.
-
-        A strategy that aggregates gradients through `merge_call` (Mirrored)
-        cannot take a `cond` around `apply` in replica context; as Keras'
-        LossScaleOptimizer does, the `cond` then runs in cross-replica context.
-        """
-        def apply():
-            self.optimizer.apply(grads, variables)
-
-        if tf.__internal__.distribute.strategy_supports_no_merge_call():
-            keras.ops.cond(finite, apply, lambda: None)
-            return
-
-        def cross_replica(distribution, grads, finite):
-            first = distribution.experimental_local_results(finite)[0]
-
-            def apply_each():
-                distribution.extended.call_for_each_replica(
-                    self.optimizer.apply, args=(grads, variables))
-
-            keras.ops.cond(first, apply_each, lambda: None)
-
-        tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
 
     def test_step(self, data):
         x = self._images(data)
         values = self.objective(x, self._seed(None, self.eval_seed_generator))
-        self._update_metrics(values, tf.math.is_finite(values["loss"]))
+        guarded_step.update_metrics(self._trackers, values, tf.math.is_finite(values["loss"]))
         return {m.name: m.result() for m in self.metrics if m.name != "skipped_steps"}
 
     # ------------------------------------------------------------ serialization

@@ -1,0 +1,72 @@
+"""One optimizer step that skips non-finite updates, on any `tf.distribute` strategy.
+
+Shared by every model's `train_step`: the per-replica loss is scaled by
+1/replicas (gradients are summed over replicas), the step is skipped when the
+loss or any gradient is NaN/inf on any replica, and the caller counts the
+skip in a metric so the `SkippedStepGuard` callback can report it loudly.
+"""
+
+import keras
+import tensorflow as tf
+
+
+def num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def minimize_if_finite(optimizer, tape, loss, variables):
+    """Applies the gradient of `loss` (the replica's loss) unless it is non-finite.
+
+    Args:
+      optimizer: the model's Keras optimizer.
+      tape: the `tf.GradientTape` that recorded `loss`.
+      loss: scalar per-replica loss, already divided by the number of replicas.
+      variables: the trainable variables.
+
+    Returns:
+      A boolean scalar: True if the update was applied (equal on all replicas).
+    """
+    grads = tape.gradient(loss, variables)
+    finite = tf.math.is_finite(loss)
+    for g in grads:
+        if g is not None:
+            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+    context = tf.distribute.get_replica_context()
+    if num_replicas() > 1 and context is not None:
+        # All replicas must agree on skipping, or the all-reduce would hang.
+        not_finite = tf.cast(tf.logical_not(finite), tf.float32)
+        finite = context.all_reduce(tf.distribute.ReduceOp.SUM, not_finite) == 0.0
+
+    def apply():
+        optimizer.apply(grads, variables)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        keras.ops.cond(finite, apply, lambda: None)
+        return finite
+
+    # A strategy that aggregates gradients through `merge_call` (Mirrored)
+    # cannot take a `cond` around `apply` in replica context; as Keras'
+    # LossScaleOptimizer does, the `cond` then runs in cross-replica context.
+    def cross_replica(distribution, grads, finite):
+        first = distribution.experimental_local_results(finite)[0]
+
+        def apply_each():
+            distribution.extended.call_for_each_replica(optimizer.apply, args=(grads, variables))
+
+        keras.ops.cond(first, apply_each, lambda: None)
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
+    return finite
+
+
+def update_metrics(trackers, values, finite):
+    """Averages `values` into `trackers` except on a skipped step; counts skips.
+
+    `trackers["skipped_steps"]` (a Sum) gets 1 per skipped step in total: every
+    replica adds its share.
+    """
+    weight = tf.cast(finite, tf.float32)
+    for name, value in values.items():
+        # A skipped step must not turn the epoch's averages into NaN.
+        trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
+    trackers["skipped_steps"].update_state((1.0 - weight) / num_replicas())
