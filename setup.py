@@ -29,6 +29,7 @@ setuptools.setup(
         "test": [
             "pytest>=8",
             "scikit-learn>=1.3",
+            "scipy>=1.11",
             "nbformat>=5.9",
             "nbclient>=0.10",
             "ipykernel>=6.29",

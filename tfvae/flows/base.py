@@ -15,6 +15,7 @@ can build and track the layer; the bijector comes from `bijector(params)`.
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
 class FlowLayer(keras.layers.Layer):
@@ -41,6 +42,29 @@ class FlowLayer(keras.layers.Layer):
     def bijector(self, params):
         """Returns the `tfb.Bijector` for params [batch, params_size]."""
         raise NotImplementedError
+
+    def split_steps(self, params, step_size):
+        """Validates amortized parameters and splits them per flow step.
+
+        Step t reads the contiguous block params[..., t*step_size:(t+1)*step_size].
+
+        Args:
+          params: [batch, num_flows * step_size] from the encoder head.
+          step_size: parameters per step.
+
+        Returns:
+          A list of `num_flows` tensors [batch, step_size].
+
+        Raises:
+          ValueError: the last dimension of `params` is not num_flows * step_size.
+        """
+        params = tf.convert_to_tensor(params)
+        size = self.num_flows * step_size
+        if params.shape.rank is None or params.shape.rank < 1 or params.shape[-1] != size:
+            raise ValueError(
+                f"`params` must have shape [batch, {size}] ({self.num_flows} flow steps of "
+                f"{step_size} parameters). Received: params.shape={params.shape}")
+        return tf.split(params, self.num_flows, axis=-1)
 
     def build(self, input_shape):
         """Creates the flow's own weights (none for amortized flows)."""

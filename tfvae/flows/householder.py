@@ -29,31 +29,6 @@ tfb = tfp.bijectors
 _PACKAGE = "tfvae"
 
 
-def split_step_params(params, num_flows, step_size):
-    """Validates amortized flow parameters and splits them per step.
-
-    Step t reads the contiguous block params[..., t*step_size:(t+1)*step_size].
-
-    Args:
-      params: [batch, num_flows * step_size] from the encoder head.
-      num_flows: number of flow steps T.
-      step_size: parameters per step.
-
-    Returns:
-      A list of `num_flows` tensors [batch, step_size].
-
-    Raises:
-      ValueError: if the last dimension of `params` is not num_flows * step_size.
-    """
-    params = tf.convert_to_tensor(params)
-    size = num_flows * step_size
-    if params.shape.rank is None or params.shape.rank < 1 or params.shape[-1] != size:
-        raise ValueError(
-            f"`params` must have shape [batch, {size}] ({num_flows} flow steps of "
-            f"{step_size} parameters). Received: params.shape={params.shape}")
-    return tf.split(params, num_flows, axis=-1)
-
-
 def reflect(v, x):
     """Applies H = I - 2 v v^T / ||v||^2 to the vectors x along the last axis.
 
@@ -168,7 +143,7 @@ class HouseholderFlow(FlowLayer):
         Raises:
           ValueError: if `params` has the wrong last dimension.
         """
-        vectors = split_step_params(params, self.num_flows, self.latent_size)
+        vectors = self.split_steps(params, self.latent_size)
         steps = [HouseholderReflection(v, name=f"householder_{t}")
                  for t, v in enumerate(vectors)]
         return tfb.Chain(steps[::-1], name="householder_flow")   # Chain applies the last first

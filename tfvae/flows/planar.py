@@ -24,7 +24,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.flows.base import FlowLayer
-from tfvae.flows.householder import split_step_params
 
 tfb = tfp.bijectors
 _PACKAGE = "tfvae"
@@ -146,7 +145,7 @@ class PlanarFlow(FlowLayer):
         """
         d = self.latent_size
         steps = []
-        for t, step in enumerate(split_step_params(params, self.num_flows, 2 * d + 1)):
+        for t, step in enumerate(self.split_steps(params, 2 * d + 1)):
             u, w, b = tf.split(step, [d, d, 1], axis=-1)
             steps.append(PlanarStep(u, w, b[..., 0], name=f"planar_{t}"))
         return tfb.Chain(steps[::-1], name="planar_flow")   # Chain applies the last first

@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.flows.base import FlowLayer
-from tfvae.flows.householder import householder_matrix, split_step_params
+from tfvae.flows.householder import householder_matrix
 
 tfb = tfp.bijectors
 _PACKAGE = "tfvae"
@@ -276,8 +276,7 @@ class SylvesterFlow(FlowLayer):
         d, m = self.latent_size, self.num_vectors
         k = m * (m - 1) // 2
         steps = []
-        for t, step in enumerate(split_step_params(
-                params, self.num_flows, self.params_size // self.num_flows)):
+        for t, step in enumerate(self.split_steps(params, self.params_size // self.num_flows)):
             r_upper, r_tilde_upper, r_diag, r_tilde_diag, b, q_params = tf.split(
                 step, [k, k, m, m, m, self._q_size], axis=-1)
             q = None
