@@ -33,7 +33,7 @@ def test_latent_layer_and_prior():
     q = layer.posterior(np.ones((4, 9), "float32"))
     assert q.event_shape == (3,) and q.batch_shape == (4,)
     prior = priors.StandardNormal(3)
-    log_p = check_layer(prior, (5, 3), (5,), expected_trainable_weights=0)
+    check_layer(prior, (5, 3), (5,), expected_trainable_weights=0)
     z = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
     log_p = prior(z).numpy()
     np.testing.assert_allclose(log_p, (-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi)).sum(-1), rtol=1e-5)

@@ -1,8 +1,9 @@
 """SavedModel export with serving signatures, loadable by TensorFlow alone.
 
 The endpoints return dicts of tensors (never `tfd` objects, which reload only
-with TFP imported and as DT_INVALID outputs): `encode`, `decode`, `sample`,
-`elbo`, `log_prob`. `saved_model_cli show --all` lists them, TF Serving
+with TFP imported and as DT_INVALID outputs); each model lists its own
+(`serving_endpoints`): a VAE's `encode`, `decode`, `sample`, `elbo`,
+`log_prob`, a flow density model's `log_prob`, `elbo`, `sample`. `saved_model_cli show --all` lists them, TF Serving
 serves them, and `tf.saved_model.load` in a process that imports only
 TensorFlow calls them.
 """
@@ -10,15 +11,12 @@ TensorFlow calls them.
 import keras
 import tensorflow as tf
 
-SIGNATURES = ("encode", "decode", "sample", "elbo", "log_prob")
-
-
 def export_saved_model(model, path, chunk_size=100):
     """Writes `model` as a SavedModel with its serving signatures at `path`.
 
     The model lists its endpoints through `model.serving_endpoints(chunk_size)`
-    (name, function returning a dict of tensors, input signature); for a VAE
-    these are `SIGNATURES` (see `tfvae.models.VAE.serving_endpoints`).
+    (name, function returning a dict of tensors, input signature), see
+    `tfvae.models.VAE.serving_endpoints`.
 
     Args:
       model: a built model (call it once on data before export).

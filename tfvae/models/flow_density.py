@@ -15,13 +15,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import objectives
+from tfvae.models import example_model
 from tfvae.models import guarded_step
 
 _PACKAGE = "tfvae"
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class FlowDensity(keras.Model):
+class FlowDensity(example_model.ExampleModelMixin, keras.Model):
     """Maximum-likelihood flow density model for vectors or dequantized images.
 
     Args:
@@ -50,9 +51,7 @@ class FlowDensity(keras.Model):
         self.num_bits = int(num_bits)
         self.logit_alpha = float(logit_alpha)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="train_seed")
-        self.eval_seed_generator = keras.random.SeedGenerator(
-            None if seed is None else seed + 1, name="eval_seed")
+        self._make_seed_generators(seed)
         self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "elbo")}
         self._trackers["skipped_steps"] = keras.metrics.Sum(name="skipped_steps")
 
@@ -61,12 +60,6 @@ class FlowDensity(keras.Model):
             self.flow.build((None, self.num_dims))
         self.built = True
 
-    def get_build_config(self):
-        return {"input_shape": [None, *self.image_shape]}
-
-    def build_from_config(self, config):
-        self.build(tuple(config["input_shape"]))
-
     def _flat(self, data):
         x = data["image"] if isinstance(data, dict) else data
         x = tf.convert_to_tensor(x, self.compute_dtype)
@@ -74,9 +67,6 @@ class FlowDensity(keras.Model):
             raise ValueError(f"Expected examples of shape [batch, {', '.join(map(str, self.image_shape))}]. "
                              f"Received: shape={list(x.shape)}")
         return tf.reshape(x, [-1, self.num_dims])
-
-    def _seed(self, seed, generator):
-        return tf.cast(generator.next() if seed is None else seed, tf.int32)
 
     def _log_density(self, flat, seed, num_draws=None):
         """log p of dequantized draws, in the data's discrete units.

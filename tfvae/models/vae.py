@@ -14,6 +14,7 @@ from tfvae import families
 from tfvae import latents
 from tfvae import objectives
 from tfvae import priors
+from tfvae.models import example_model
 from tfvae.models import guarded_step
 
 _PACKAGE = "tfvae"
@@ -24,7 +25,7 @@ def _deserialize(obj):
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class VAE(keras.Model):
+class VAE(example_model.ExampleModelMixin, keras.Model):
     """Variational autoencoder p(z) p(x|z) with amortized q(z|x) (book ch. 2).
 
     Training maximizes the single-sample ELBO estimate of Algorithm 1 with
@@ -90,9 +91,7 @@ class VAE(keras.Model):
         self.free_bits = float(free_bits)
         self.free_bits_groups = int(free_bits_groups)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed, name="train_seed")
-        self.eval_seed_generator = keras.random.SeedGenerator(
-            None if seed is None else seed + 1, name="eval_seed")
+        self._make_seed_generators(seed)
         self._trackers = {name: keras.metrics.Mean(name=name)
                           for name in ("loss", "elbo", "rate", "distortion", "beta")}
         self._trackers["skipped_steps"] = keras.metrics.Sum(name="skipped_steps")
@@ -109,12 +108,6 @@ class VAE(keras.Model):
         if not self.decoder.built:
             self.decoder.build((None, self.latent.latent_size))
         self.built = True
-
-    def get_build_config(self):
-        return {"input_shape": [None, *self.image_shape]}
-
-    def build_from_config(self, config):
-        self.build(tuple(config["input_shape"]))
 
     def _check_shape(self, shape):
         if len(shape) != 4 or tuple(shape[1:]) != self.image_shape:
@@ -184,11 +177,6 @@ class VAE(keras.Model):
         """Reconstruction mean E[x|z] at the posterior's summary point z [batch, H, W, C]."""
         x = self._images(inputs)
         return self.decode(self.posterior_summary(x)["loc"]).mean()
-
-    def _seed(self, seed, generator):
-        if seed is None:
-            seed = generator.next()
-        return tf.cast(seed, tf.int32)
 
     def sample(self, num_samples, seed=None):
         """Draws z ~ p(z) and returns the decoder means E[x|z] [num_samples, H, W, C]."""
