@@ -68,7 +68,7 @@ def measure(entry_name, dataset, batch_size, steps_per_execution, steps, repeats
     entry = zoo.load(entry_name)
     config = entry.Config(dataset=dataset, batch_size=batch_size, jit_compile=jit_compile,
                           steps_per_execution=steps_per_execution)
-    train_ds = train._datasets(config)[0].take(steps).cache()
+    train_ds = config.datasets()[0].take(steps).cache()
     first = next(iter(train_ds))["image"]
     model = train.build_compiled(config, entry.build_model, data_lib.info(dataset), first,
                                  tf.distribute.get_strategy())

@@ -38,9 +38,15 @@ TINY = dict(dataset="fashion_mnist", epochs=2, batch_size=64, max_train_examples
             flow_context_size=16, prior_hidden_units=(32, 32), num_flows=2)
 
 
+# Per-entry settings on top of TINY (an entry's own data or sizes).
+TINY_OVERRIDES = {}
+
+
 def _tiny_config(entry):
     fields = {f.name for f in dataclasses.fields(entry.Config)}
-    return entry.Config(**{k: v for k, v in TINY.items() if k in fields})
+    name = entry.__name__.rsplit(".", 1)[-1]
+    settings = {**TINY, **TINY_OVERRIDES.get(name, {})}
+    return entry.Config(**{k: v for k, v in settings.items() if k in fields})
 
 
 def _env():
@@ -66,7 +72,7 @@ def trained(request, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp(request.param))
     keras.utils.set_random_seed(0)
     untrained = entry.build_model(config, data_lib.info(config.dataset))
-    test_ds = train._datasets(config)[2]
+    test_ds = config.datasets()[2]
     untrained(next(iter(test_ds))["image"])
     before = evaluation.evaluate(untrained, test_ds)
     metrics = train.run(config, entry.build_model, workdir)
@@ -115,45 +121,67 @@ def _reload_in_tensorflow_only(script, tmp_path):
     return out
 
 
+def _endpoint_inputs(specs, batch, seed_rng):
+    """Inputs for one serving endpoint, chosen by the TensorSpec names.
+
+    x: five test images; labels: their labels; z: five standard-normal rows;
+    num_samples: 3; seed: [3, 4]; temperature: 0.7.
+    """
+    values = []
+    for spec in specs:
+        if spec.name == "x":
+            value = batch["image"][:5]
+        elif spec.name == "labels":
+            value = batch["label"][:5]
+        elif spec.name == "z":
+            value = seed_rng.normal(size=(5, spec.shape[-1]))
+        elif spec.name == "num_samples":
+            value = 3
+        elif spec.name == "seed":
+            value = [3, 4]
+        elif spec.name == "temperature":
+            value = 0.7
+        else:
+            raise AssertionError(f"No test input for the endpoint argument {spec.name!r}; "
+                                 "name it x, labels, z, num_samples, seed or temperature.")
+        values.append(np.asarray(value, dtype=spec.dtype.as_numpy_dtype))
+    return values
+
+
 def test_export_reloads_with_tensorflow_alone(trained, tmp_path):
+    """Every serving endpoint of the SavedModel, in a TF-only process, equals the .keras model."""
     name, config, workdir, _, _ = trained
     model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
-    x = next(iter(train._datasets(config)[2]))["image"][:5].numpy()
-    np.save(tmp_path / "x.npy", x)
-    head = f"""
+    batch = {k: v.numpy() for k, v in next(iter(config.datasets()[2])).items()}
+    rng = np.random.default_rng(0)
+    endpoints = {n: (fn, _endpoint_inputs(specs, batch, rng))
+                 for n, fn, specs in model.serving_endpoints()}
+    assert {"sample", "elbo", "log_prob"} <= set(endpoints), sorted(endpoints)
+    inputs_path = str(tmp_path / "inputs.npz")
+    np.savez(inputs_path, **{f"{n}__{i}": v for n, (_, args) in endpoints.items()
+                             for i, v in enumerate(args)})
+    out = _reload_in_tensorflow_only(f"""
 import numpy as np, tensorflow as tf
 m = tf.saved_model.load({os.path.join(workdir, 'saved_model')!r})
-x = np.load({str(tmp_path / 'x.npy')!r})
-"""
+inputs = np.load({inputs_path!r})
+out = dict(signatures=sorted(m.signatures), results={{}})
+for name in {sorted(endpoints)!r}:
+    args = [inputs[f"{{name}}__{{i}}"] for i in range(sum(k.startswith(name + "__") for k in inputs))]
+    result = getattr(m, name)(*[tf.constant(a) for a in args])
+    out['results'][name] = {{k: v.numpy().tolist() for k, v in result.items()}}
+""", tmp_path)
+    assert set(endpoints) <= set(out["signatures"])
     image_shape = list(data_lib.info(config.dataset).image_shape)
-    if not isinstance(model, VAE):
-        out = _reload_in_tensorflow_only(head + """
-out = dict(signatures=sorted(m.signatures),
-           log_prob=m.log_prob(x, tf.constant(3), tf.constant([3, 4]))['log_prob'].numpy().tolist(),
-           sample=list(m.sample(tf.constant(2), tf.constant([1, 2]))['samples'].shape))
-""", tmp_path)
-        assert {"log_prob", "sample"} <= set(out["signatures"])
-        assert out["sample"] == [2, *image_shape]
-        np.testing.assert_allclose(out["log_prob"], model.log_prob(x, 3, seed=(3, 4)), rtol=1e-4)
-        return
-    z = np.random.default_rng(0).normal(size=(3, config.latent_size)).astype("float32")
-    np.save(tmp_path / "z.npy", z)
-    summary = model.posterior_summary(x)
-    out = _reload_in_tensorflow_only(head + f"""
-z = np.load({str(tmp_path / 'z.npy')!r})
-enc = m.encode(x); dec = m.decode(z)
-out = dict(loc=enc['loc'].numpy().tolist(), scale=enc['scale'].numpy().tolist(),
-           mean=dec['mean'].numpy().tolist(),
-           sample=list(m.sample(tf.constant(4), tf.constant([1, 2]))['images'].shape),
-           log_prob=m.log_prob(x, tf.constant(7), tf.constant([3, 4]))['log_prob'].numpy().tolist(),
-           signatures=sorted(m.signatures))
-""", tmp_path)
-    assert {"encode", "decode", "sample", "elbo", "log_prob"} <= set(out["signatures"])
-    np.testing.assert_allclose(out["loc"], summary["loc"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out["scale"], summary["scale"], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(out["mean"], model.decode(z).mean(), rtol=1e-5, atol=1e-6)
-    assert out["sample"] == [4, *image_shape]
-    np.testing.assert_allclose(out["log_prob"], model.log_prob(x, 7, seed=(3, 4)), rtol=1e-4)
+    for endpoint, (fn, args) in endpoints.items():
+        expected = tf.function(fn)(*[tf.constant(a) for a in args])
+        assert set(expected) == set(out["results"][endpoint]), endpoint
+        for key, value in expected.items():
+            np.testing.assert_allclose(out["results"][endpoint][key], np.asarray(value),
+                                       rtol=1e-4, atol=1e-5, err_msg=f"{endpoint}/{key}")
+        if endpoint == "sample":
+            assert [list(np.shape(v))[1:] for v in expected.values()] == [image_shape]
+        if endpoint in ("elbo", "log_prob"):
+            assert all(np.all(np.isfinite(v)) for v in expected.values())
 
 
 def test_evaluation_of_the_workdir(trained):

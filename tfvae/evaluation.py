@@ -20,7 +20,9 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
     """Evaluates `model` on every example of `dataset`.
 
     Args:
-      model: a built `tfvae.models.VAE` (or subclass).
+      model: a built `tfvae.models.VAE` (or subclass); its `elbo` and
+        `log_prob` receive each whole batch (a dict with "image" and, for
+        conditional models, "label") and read what they need.
       dataset: `tf.data.Dataset` of batches (dicts with "image", or tensors).
       num_samples: K for the importance-sampled log-likelihood; 0 skips it.
       chunk_size: importance samples per chunk (memory bound).
@@ -37,12 +39,13 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
     """
 
     @tf.function
-    def elbo_fn(x, batch_seed):
-        return model.elbo(x, seed=batch_seed)
+    def elbo_fn(batch, batch_seed):
+        return model.elbo(batch, seed=batch_seed)
 
     @tf.function
-    def log_prob_fn(x, batch_seed):
-        return model.log_prob(x, num_samples=num_samples, chunk_size=chunk_size, seed=batch_seed)
+    def log_prob_fn(batch, batch_seed):
+        return model.log_prob(batch, num_samples=num_samples, chunk_size=chunk_size,
+                              seed=batch_seed)
 
     return evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed, max_examples)
 
@@ -51,8 +54,10 @@ def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_e
     """`evaluate` for any per-example estimators, e.g. a SavedModel's signatures.
 
     Args:
-      elbo_fn: callable(x [n, H, W, C], seed [2] int32) -> ELBO [n].
-      log_prob_fn: callable(x, seed) -> IS estimate of log p(x) [n] with K =
+      elbo_fn: callable(batch, seed [2] int32) -> ELBO [n]; `batch` is the
+        dataset's batch (a dict {"image": [n, H, W, C], "label": [n]}, or
+        the image tensor).
+      log_prob_fn: callable(batch, seed) -> IS estimate of log p(x) [n] with K =
         `num_samples` (only called when num_samples > 0).
       dataset, num_samples, seed, max_examples: as in `evaluate`.
 
@@ -65,14 +70,14 @@ def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_e
         raise ValueError(f"`max_examples` must be positive or None. Received: max_examples={max_examples!r}")
     elbos, log_probs, count, num_dims = [], [], 0, None
     for index, batch in enumerate(dataset):
-        x = batch["image"] if isinstance(batch, dict) else batch
         if max_examples is not None:
-            x = x[:max_examples - count]
+            batch = tf.nest.map_structure(lambda t: t[:max_examples - count], batch)
+        x = batch["image"] if isinstance(batch, dict) else batch
         num_dims = int(np.prod(x.shape[1:]))
         batch_seed = tf.constant([seed, index], tf.int32)
-        elbos.append(np.asarray(elbo_fn(x, batch_seed)))
+        elbos.append(np.asarray(elbo_fn(batch, batch_seed)))
         if num_samples:
-            log_probs.append(np.asarray(log_prob_fn(x, batch_seed)))
+            log_probs.append(np.asarray(log_prob_fn(batch, batch_seed)))
         count += int(x.shape[0])
         if max_examples is not None and count >= max_examples:
             break

@@ -101,6 +101,15 @@ class TrainConfig:
     def to_json(self):
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def datasets(self):
+        """Returns the (train, validation, test) `tf.data` pipelines of this run.
+
+        Batches are dicts {"image": [B, H, W, C], "label": [B]}. Entries whose
+        model needs other batches (e.g. labelled and unlabelled streams for
+        semi-supervised training) override this method in their Config.
+        """
+        return _datasets(self)
+
 
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
@@ -198,7 +207,7 @@ def run(config, build_model, workdir):
     keras.utils.set_random_seed(config.seed)
 
     info = data_lib.info(config.dataset)
-    train_ds, val_ds, test_ds = _datasets(config)
+    train_ds, val_ds, test_ds = config.datasets()
     first = next(iter(val_ds))["image"]
     strategy = make_strategy(config.strategy, config.tpu)
     model = build_compiled(config, build_model, info, first, strategy)

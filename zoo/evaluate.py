@@ -29,18 +29,26 @@ FLAGS = flags.FLAGS
 
 
 def _saved_model_functions(path, num_samples):
-    """(elbo_fn, log_prob_fn) from the SavedModel's serving signatures."""
+    """(elbo_fn, log_prob_fn) from the SavedModel's serving signatures.
+
+    Each signature is called with the inputs it declares, by name: `x` (the
+    batch's images), `labels` (its labels, for conditional models),
+    `num_samples` (K) and `seed`.
+    """
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
 
-    def elbo_fn(x, seed):
-        return loaded.elbo(x, seed)["elbo"]
+    def call(name, batch, seed):
+        signature = loaded.signatures[name]
+        values = {"x": lambda: batch["image"], "labels": lambda: batch["label"],
+                  "num_samples": lambda: num_samples, "seed": lambda: seed}
+        inputs = signature.structured_input_signature[1]
+        return signature(**{key: tf.cast(values[key](), spec.dtype)
+                            for key, spec in inputs.items()})[name]
 
-    def log_prob_fn(x, seed):
-        return loaded.log_prob(x, tf.constant(num_samples, tf.int32), seed)["log_prob"]
-
-    return elbo_fn, log_prob_fn
+    return (lambda batch, seed: call("elbo", batch, seed),
+            lambda batch, seed: call("log_prob", batch, seed))
 
 
 def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, batch_size=100,
