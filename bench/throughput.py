@@ -1,108 +1,71 @@
-"""Training throughput of a zoo entry, against the CPU's matmul peak.
+"""Training throughput of a zoo entry, against the CPU's matmul peak and a peer.
 
-    python -m bench.throughput --entry=vae [--dataset=fashion_mnist] [--batch_size=128] [--json]
+    python -m bench.throughput --entry=vae [--vs-peer] [--json] [--out=bench/results/throughput.json]
 
 Builds and compiles the entry exactly as the training loop does
-(`tfvae.train.build_compiled`: the entry's config, Adam, XLA,
-steps_per_execution), feeds it the loop's own `tf.data` pipeline, and times
-`fit` epochs after a warm-up epoch (tracing and XLA compilation excluded).
-FLOPs count 3x the forward matmul FLOPs per example (forward, and the two
-matmuls of the backward pass) of the model's Dense layers; the peak is the
-float32 rate TensorFlow reaches on a large square matmul, measured in the
-same run.
+(`tfvae.train.build_compiled`: the entry's config and defaults, Adam, XLA,
+`steps_per_execution`), feeds it the loop's own `tf.data` pipeline (cached
+batches) and times `fit` epochs after a warm-up epoch (tracing and XLA
+compilation excluded); the best epoch is reported, all are recorded.
+
+FLOPs per example: 3x the matmul/convolution FLOPs of the traced training
+objective (forward; the backward pass costs about two more), counted from
+the graph (`bench.flops`), so k importance samples or flow steps count as
+what they cost. Peak: the float32 rate TensorFlow reaches on a 2048^3 matmul,
+measured in the same run; efficiency = GFLOP/s / peak.
+
+With `--vs-peer`, pythae's VAE (IWAE, VAE_IAF for `iwae`, `vae_iaf`) with
+the same architecture, data and batch
+(`bench/peers`, its own PyTorch venv, `torch.set_num_threads` = TensorFlow's
+intra-op threads) is timed in the same run, alternating epochs A/B.
 """
 
 import json
 import sys
-import time
 
-import numpy as np
-import tensorflow as tf
 from absl import app
 from absl import flags
 from absl import logging
 
-import zoo
-from tfvae import data as data_lib
-from tfvae import train
+from bench import timing
 
-flags.DEFINE_string("entry", "vae", "Zoo entry to measure.")
+flags.DEFINE_list("entry", ["vae"], "Zoo entries to measure (comma-separated).")
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (must be available locally).")
 flags.DEFINE_integer("batch_size", 128, "Global batch size.")
-flags.DEFINE_integer("steps_per_execution", 1, "Train steps per compiled call.")
+flags.DEFINE_integer("steps_per_execution", 0, "Train steps per compiled call (0: the loop's default).")
 flags.DEFINE_integer("steps", 400, "Timed steps per epoch.")
 flags.DEFINE_integer("repeats", 3, "Timed epochs (the best is reported, and all of them).")
 flags.DEFINE_bool("jit_compile", True, "XLA.")
-flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
+flags.DEFINE_bool("vs_peer", False, "Also time pythae's VAE (bench/peers), alternating A/B.")
+flags.DEFINE_alias("vs-peer", "vs_peer")
+flags.DEFINE_list("extra", [], "Config overrides key=value for every entry, e.g. num_flows=8.")
+flags.DEFINE_bool("json", False, "Print one JSON line per entry instead of a table.")
+flags.DEFINE_string("out", "", "Also merge the results into this JSON file (keyed by entry).")
 FLAGS = flags.FLAGS
-
-
-def matmul_peak_gflops(n=2048, repeats=10):
-    """float32 GFLOP/s of TensorFlow's n x n x n matmul (best of `repeats`)."""
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
-    matmul().numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul().numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
-
-
-def forward_matmul_flops(model):
-    """2 * (in x out) summed over the model's Dense kernels: FLOPs per example."""
-    total = 0
-    for weight in model.trainable_weights:
-        if weight.path.endswith("kernel") and len(weight.shape) == 2:
-            total += 2 * int(np.prod(weight.shape))
-        elif weight.path.endswith("kernel"):
-            raise ValueError(f"Only Dense kernels are counted; found {weight.path} "
-                             f"with shape {weight.shape}.")
-    return total
-
-
-def measure(entry_name, dataset, batch_size, steps_per_execution, steps, repeats, jit_compile):
-    """Returns a dict of throughput figures (see module docstring)."""
-    entry = zoo.load(entry_name)
-    config = entry.Config(dataset=dataset, batch_size=batch_size, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution)
-    train_ds = config.datasets()[0].take(steps).cache()
-    first = next(iter(train_ds))["image"]
-    model = train.build_compiled(config, entry.build_model, data_lib.info(dataset), first,
-                                 tf.distribute.get_strategy())
-    model.fit(train_ds, epochs=1, verbose=0, shuffle=False)          # trace + compile
-    seconds = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
-        seconds.append(time.perf_counter() - start)
-    examples_per_sec = steps * batch_size / min(seconds)
-    flops = 3 * forward_matmul_flops(model)
-    peak = matmul_peak_gflops()
-    gflops = examples_per_sec * flops / 1e9
-    return {"entry": entry_name, "dataset": dataset, "batch_size": batch_size,
-            "steps_per_execution": steps_per_execution, "jit_compile": bool(model.jit_compile),
-            "steps": steps, "epoch_seconds": seconds, "examples_per_sec": examples_per_sec,
-            "flops_per_example": flops, "gflops": gflops, "matmul_peak_gflops": peak,
-            "efficiency": gflops / peak,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
 
 
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    result = measure(FLAGS.entry, FLAGS.dataset, FLAGS.batch_size, FLAGS.steps_per_execution,
-                     FLAGS.steps, FLAGS.repeats, FLAGS.jit_compile)
-    if FLAGS.json:
-        sys.stdout.write(json.dumps(result) + "\n")
-        return
-    for key in ("entry", "batch_size", "steps_per_execution", "jit_compile",
-                "examples_per_sec", "gflops", "matmul_peak_gflops", "efficiency"):
-        value = result[key]
-        sys.stdout.write(f"{key:>20}: {value:.4g}\n" if isinstance(value, float)
-                         else f"{key:>20}: {value}\n")
+    results = {}
+    for name in FLAGS.entry:
+        result = timing.measure(name, FLAGS.dataset, FLAGS.batch_size, FLAGS.steps_per_execution,
+                         FLAGS.steps, FLAGS.repeats, FLAGS.jit_compile, FLAGS.vs_peer,
+                         timing.parse_overrides(FLAGS.extra))
+        result["command"] = " ".join(["python", "-m", "bench.throughput"] + sys.argv[1:])
+        results[name] = result
+        if FLAGS.json:
+            sys.stdout.write(json.dumps(result) + "\n")
+            continue
+        for key in ("entry", "batch_size", "steps_per_execution", "jit_compile",
+                    "examples_per_sec", "gflops", "matmul_peak_gflops", "efficiency",
+                    "peer_examples_per_sec", "speedup_vs_peer"):
+            if key in result:
+                value = result[key]
+                sys.stdout.write(f"{key:>22}: {value:.4g}\n" if isinstance(value, float)
+                                 else f"{key:>22}: {value}\n")
+    if FLAGS.out:
+        timing.merge_json(FLAGS.out, results)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Training callbacks: resumable checkpoints with early stopping, TensorBoard
-images and histograms, and a loud guard for skipped (non-finite) steps.
+images and histograms, a loud guard for skipped (non-finite) steps, and the
+time to the first training step.
 """
 
 import math
 import os
+import time
 
 import keras
 import numpy as np
@@ -146,6 +148,29 @@ class SkippedStepGuard(keras.callbacks.Callback):
                 "gradient; training has diverged. Lower the learning rate or check the data.")
 
 
+class FirstStepTimer(keras.callbacks.Callback):
+    """Logs when the first compiled training call finishes (start-up cost).
+
+    Start-up — imports, data loading, tracing and XLA compilation — is what a
+    user waits for before training moves; this logs it once per process, with
+    the wall-clock (unix) time so an outside harness (`bench.startup`) can
+    measure from the moment it launched the command.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._start = time.time()
+        self._done = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._done:
+            return
+        self._done = True
+        now = time.time()
+        logging.info("First training step finished at unix time %.3f, %.2f s after the loop "
+                     "started.", now, now - self._start)
+
+
 def image_grid(images, columns):
     """Tiles images [n, H, W, C] into one [1, rows*H, columns*W, C] grid (zero-padded)."""
     images = np.asarray(images)
@@ -170,11 +195,14 @@ class ImageSummaries(keras.callbacks.Callback):
       images: a fixed held-out batch [n, H, W, C] in [0, 1].
       num_samples: prior samples per grid.
       seed: seed of the prior samples (the same z every epoch).
+      labels: int labels [n] of `images` for a conditional model (whose
+        `posterior_summary` and `decode` take them), else None.
     """
 
-    def __init__(self, log_dir, images, num_samples=64, seed=0):
+    def __init__(self, log_dir, images, num_samples=64, seed=0, labels=None):
         super().__init__()
         self.images = np.asarray(images, np.float32)
+        self.labels = None if labels is None else np.asarray(labels, np.int32)
         self.num_samples = num_samples
         self.seed = seed
         self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
@@ -191,8 +219,9 @@ class ImageSummaries(keras.callbacks.Callback):
         with self._writer.as_default(step=epoch + 1):
             tf.summary.image("prior_samples", image_grid(samples, columns))
             if hasattr(self.model, "posterior_summary"):   # latent-variable models
-                summary = self.model.posterior_summary(tf.constant(x))
-                recon = self.model.decode(summary["loc"]).mean().numpy()
+                condition = () if self.labels is None else (tf.constant(self.labels),)
+                summary = self.model.posterior_summary(tf.constant(x), *condition)
+                recon = self.model.decode(summary["loc"], *condition).mean().numpy()
                 n = (len(x) // columns) * columns
                 pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
                                   recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)

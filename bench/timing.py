@@ -1,0 +1,124 @@
+"""Training-throughput measurement shared by the benchmarks (see bench.throughput).
+
+`measure(entry, ...)` builds and compiles a zoo entry as the training loop
+does, times `fit` epochs on cached batches of the loop's own pipeline
+(optionally alternating with a pythae peer), and relates the rate to the
+matmul FLOPs of the traced objective and the CPU's measured matmul peak.
+"""
+
+import datetime
+import json
+import os
+import platform
+import time
+
+import tensorflow as tf
+
+import zoo
+from bench import flops as flops_lib
+from tfvae import data as data_lib
+from tfvae import train
+
+
+def matmul_peak_gflops(n=2048, repeats=10):
+    """float32 GFLOP/s of TensorFlow's n x n x n matmul (best of `repeats`)."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    matmul().numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul().numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def intra_op_threads():
+    """TensorFlow's intra-op thread count (its default, 0, means one per core)."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
+def objective_flops(model, x):
+    """Matmul FLOPs of one forward evaluation of the training objective on batch x."""
+    seed = tf.constant([0, 0], tf.int32)
+    fn = tf.function(lambda images: model.objective(images, seed)["loss"])
+    return flops_lib.matmul_flops(fn.get_concrete_function(
+        tf.TensorSpec(x.shape, x.dtype)).graph)
+
+
+def parse_overrides(items):
+    """["num_flows=8", ...] -> {"num_flows": 8, ...} (values parsed as JSON when they can be)."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"`extra` items must be key=value. Received: {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+        if isinstance(overrides[key], list):
+            overrides[key] = tuple(overrides[key])
+    return overrides
+
+
+def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execution=0,
+            steps=400, repeats=3, jit_compile=True, vs_peer=False, overrides=None):
+    """Returns a dict of throughput figures (see module docstring)."""
+    entry = zoo.load(entry_name)
+    settings = dict(dataset=dataset, batch_size=batch_size, jit_compile=jit_compile,
+                    **(overrides or {}))
+    if steps_per_execution:
+        settings["steps_per_execution"] = steps_per_execution
+    config = entry.Config(**settings)
+    train_ds = config.datasets()[0].take(steps).cache()
+    first = next(iter(train_ds))["image"]
+    model = train.build_compiled(config, entry.build_model, data_lib.info(dataset), first,
+                                 tf.distribute.get_strategy())
+    flops = 3 * objective_flops(model, first) / int(first.shape[0])  # per example
+    model.fit(train_ds, epochs=1, verbose=0, shuffle=False)          # trace + compile
+    peer = None
+    if vs_peer:
+        from bench import peers  # pylint: disable=import-outside-toplevel
+        peer = peers.PythaePeer(intra_op_threads(), batch_size, steps,
+                                latent_size=config.latent_size,
+                                **peers.peer_flags(entry_name, config))
+    seconds, peer_seconds = [], []
+    try:
+        for _ in range(repeats):                                     # A/B alternation
+            start = time.perf_counter()
+            model.fit(train_ds, epochs=1, verbose=0, shuffle=False)
+            seconds.append(time.perf_counter() - start)
+            if peer:
+                peer_seconds.append(peer.epoch_seconds())
+    finally:
+        if peer:
+            peer.close()
+    examples_per_sec = steps * batch_size / min(seconds)
+    peak = matmul_peak_gflops()
+    gflops = examples_per_sec * flops / 1e9
+    result = {"entry": entry_name, "dataset": dataset, "batch_size": batch_size,
+              "steps_per_execution": config.steps_per_execution,
+              "jit_compile": bool(model.jit_compile), "overrides": overrides or {},
+              "steps": steps, "epoch_seconds": seconds, "examples_per_sec": examples_per_sec,
+              "flops_per_example": flops, "gflops": gflops, "matmul_peak_gflops": peak,
+              "efficiency": gflops / peak, "intra_op_threads": intra_op_threads(),
+              "date": datetime.date.today().isoformat(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    if peer:
+        peer_rate = steps * batch_size / min(peer_seconds)
+        result.update(peer=f"pythae {peer.info['model']} (torch {peer.info['torch']})", peer_epoch_seconds=peer_seconds,
+                      peer_examples_per_sec=peer_rate,
+                      speedup_vs_peer=examples_per_sec / peer_rate)
+    return result
+
+
+def merge_json(path, results):
+    """Merges {entry: result} into the JSON file at `path` (written atomically)."""
+    old = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    train.write_json_atomic(path, {**old, **results})
