@@ -4,9 +4,11 @@
 
 Builds and compiles the entry exactly as the training loop does
 (`tfvae.train.build_compiled`: the entry's config and defaults, Adam, XLA,
-`steps_per_execution`), feeds it the loop's own `tf.data` pipeline (cached
-batches) and times `fit` epochs after a warm-up epoch (tracing and XLA
-compilation excluded); the best epoch is reported, all are recorded.
+`steps_per_execution`), feeds it the loop's own `tf.data` pipeline — cached
+batches (`--pipeline=cached`, the model's speed) or the pipeline re-run every
+epoch with shuffling and dynamic binarization (`--pipeline=live`, what
+training sees) — and times `fit` epochs after a warm-up epoch (tracing and
+XLA compilation excluded); the best epoch is reported, all are recorded.
 
 FLOPs per example: 3x the matmul/convolution FLOPs of the traced training
 objective (forward; the backward pass costs about two more), counted from
@@ -39,6 +41,8 @@ flags.DEFINE_bool("jit_compile", True, "XLA.")
 flags.DEFINE_bool("vs_peer", False, "Also time pythae's VAE (bench/peers), alternating A/B.")
 flags.DEFINE_alias("vs-peer", "vs_peer")
 flags.DEFINE_list("extra", [], "Config overrides key=value for every entry, e.g. num_flows=8.")
+flags.DEFINE_enum("pipeline", "cached", ["cached", "live"],
+                  "Time on cached batches, or re-run the loop's tf.data pipeline every epoch.")
 flags.DEFINE_bool("json", False, "Print one JSON line per entry instead of a table.")
 flags.DEFINE_string("out", "", "Also merge the results into this JSON file (keyed by entry).")
 FLAGS = flags.FLAGS
@@ -51,7 +55,7 @@ def main(argv):
     for name in FLAGS.entry:
         result = timing.measure(name, FLAGS.dataset, FLAGS.batch_size, FLAGS.steps_per_execution,
                          FLAGS.steps, FLAGS.repeats, FLAGS.jit_compile, FLAGS.vs_peer,
-                         timing.parse_overrides(FLAGS.extra))
+                         timing.parse_overrides(FLAGS.extra), FLAGS.pipeline)
         result["command"] = " ".join(["python", "-m", "bench.throughput"] + sys.argv[1:])
         results[name] = result
         if FLAGS.json:

@@ -64,16 +64,26 @@ def parse_overrides(items):
 
 
 def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execution=0,
-            steps=400, repeats=3, jit_compile=True, vs_peer=False, overrides=None):
-    """Returns a dict of throughput figures (see module docstring)."""
+            steps=400, repeats=3, jit_compile=True, vs_peer=False, overrides=None,
+            pipeline="cached"):
+    """Returns a dict of throughput figures (see bench.throughput).
+
+    `pipeline="cached"` times the model on cached batches of the loop's
+    pipeline; "live" re-runs the pipeline every epoch (shuffling, dynamic
+    binarization) as training does.
+    """
+    if pipeline not in ("cached", "live"):
+        raise ValueError(f"`pipeline` must be cached or live. Received: pipeline={pipeline!r}")
     entry = zoo.load(entry_name)
     settings = dict(dataset=dataset, batch_size=batch_size, jit_compile=jit_compile,
                     **(overrides or {}))
     if steps_per_execution:
         settings["steps_per_execution"] = steps_per_execution
     config = entry.Config(**settings)
-    train_ds = config.datasets()[0].take(steps).cache()
-    first = next(iter(train_ds))["image"]
+    train_ds = config.datasets()[0].take(steps)
+    if pipeline == "cached":
+        train_ds = train_ds.cache()
+    first = next(iter(config.datasets()[1]))["image"]
     model = train.build_compiled(config, entry.build_model, data_lib.info(dataset), first,
                                  tf.distribute.get_strategy())
     flops = 3 * objective_flops(model, first) / int(first.shape[0])  # per example
@@ -101,6 +111,7 @@ def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execu
     result = {"entry": entry_name, "dataset": dataset, "batch_size": batch_size,
               "steps_per_execution": config.steps_per_execution,
               "jit_compile": bool(model.jit_compile), "overrides": overrides or {},
+              "pipeline": pipeline,
               "steps": steps, "epoch_seconds": seconds, "examples_per_sec": examples_per_sec,
               "flops_per_example": flops, "gflops": gflops, "matmul_peak_gflops": peak,
               "efficiency": gflops / peak, "intra_op_threads": intra_op_threads(),
