@@ -86,15 +86,17 @@ def leaderboard():
 
 
 def throughput():
-    results = _load("throughput.json")
-    if not results:
+    rows = [r for name in ("throughput.json", "throughput_live.json")
+            for r in sorted((_load(name) or {}).values(), key=lambda r: r["entry"])]
+    if not rows:
         return "(no bench/results/throughput.json yet)\n"
-    lines = ["| entry | batch | steps/exec | examples/s | MFLOP/example | GFLOP/s | matmul peak "
-             "GFLOP/s | efficiency | peer | peer examples/s | speedup | command |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in sorted(results.items()):
+    lines = ["| entry | pipeline | batch | steps/exec | examples/s | MFLOP/example | GFLOP/s "
+             "| matmul peak GFLOP/s | efficiency | peer | peer examples/s | speedup | command |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
         lines.append(
-            f"| `{name}` | {r['batch_size']} | {r['steps_per_execution']} "
+            f"| `{r['entry']}` | {r.get('pipeline', 'cached')} | {r['batch_size']} "
+            f"| {r['steps_per_execution']} "
             f"| {r['examples_per_sec']:.0f} | {r['flops_per_example'] / 1e6:.2f} "
             f"| {r['gflops']:.1f} | {r['matmul_peak_gflops']:.1f} | {r['efficiency']:.2f} "
             f"| {r.get('peer', '—')} | {_num(r.get('peer_examples_per_sec'), 0)} "
