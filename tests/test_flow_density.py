@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 from scipy import special
 
-from tests.layer_contract import check_layer
 from tfvae.flows import density
 from tfvae.models import FlowDensity
 

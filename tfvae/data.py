@@ -9,7 +9,9 @@ none works, one `DataNotFoundError` names every place looked at.
 Validation sets are carved deterministically: from the end of the official
 training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
 (binarized MNIST, Larochelle & Murray 2011) or from a fixed permutation
-(scikit-learn's digits). Example:
+(scikit-learn's digits); `image_patches` cuts 32x32x3 patches from fixed
+column strips of scikit-learn's sample photographs (`tfvae.image_patches`).
+Example:
 
     for batch in make_dataset("mnist", "train", 128, binarize="dynamic"):
         batch["image"]  # float32 [128, 28, 28, 1], batch["label"]: int64 [128]
@@ -24,10 +26,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data_files
+from tfvae import image_patches
 from tfvae import toy_data
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
-            *toy_data.TOY_DATASETS)
+            "image_patches", *toy_data.TOY_DATASETS)
 SPLITS = ("train", "validation", "test")
 BINARIZE = ("none", "dynamic", "static")
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -68,6 +71,7 @@ _INFOS = {
         ("fashion_mnist", (28, 28, 1), 10, 8, (50000, 10000, 10000)),
         ("cifar10", (32, 32, 3), 10, 8, (45000, 5000, 10000)),
         ("digits", (8, 8, 1), 10, 8, (1297, 200, 300)),
+        ("image_patches", (32, 32, 3), 0, 8, (4500, 250, 450)),
         *((toy, (2,), 0, 0, tuple(toy_data.SPLIT_SIZES.values()))
           for toy in toy_data.TOY_DATASETS))
 }
@@ -269,7 +273,7 @@ def load_arrays(name, split, data_dir=None, download=True):
     set (10,000 of 60,000) and the last 1/10 of CIFAR-10's (5,000 of 50,000);
     binarized MNIST has official validation files; digits uses a seed-0
     permutation of scikit-learn's 1797 images (1297 / 200 / 300). `data_dir`
-    is not used for digits, which ships with scikit-learn.
+    is not used for digits and image_patches, which ship with scikit-learn.
 
     Args:
       name: one of `DATASETS`.
@@ -294,6 +298,8 @@ def load_arrays(name, split, data_dir=None, download=True):
         raise ValueError(f"`data_dir` does not exist. Received: data_dir={data_dir!r}")
     if name == "digits":
         return _load_digits()[split]
+    if name == "image_patches":
+        return image_patches.load()[split]
     if name in toy_data.TOY_DATASETS:
         points = toy_data.sample(name, split)
         return points, np.full(len(points), -1, np.int64)

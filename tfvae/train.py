@@ -25,6 +25,10 @@ from tfvae import export as export_lib
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 BINARIZE = ("dynamic", "static", "none")
+OPTIMIZERS = ("adam", "adamax")
+# Fields added after workdirs were first written: a config.json without one
+# of them was written with this value (it resumes unchanged).
+_ADDED_KEYS = {"optimizer": "adam", "ema_decay": 0.0}
 # Held-out sets of dynamically binarized data are binarized once, with this
 # seed, whatever the run's seed: runs stay comparable (issue: "test set
 # binarized once with a fixed seed").
@@ -50,6 +54,11 @@ class TrainConfig:
       batch_size: global batch size.
       seed: seed of the data order, binarization and the model's noise.
       learning_rate: Adam step size.
+      optimizer: "adam" (default) or "adamax" (Kingma et al. 2016's ResNet VAE).
+      ema_decay: Polyak averaging of the weights with this decay (e.g. 0.999);
+        the averaged weights are the ones evaluated, saved and exported at
+        the end (the validation ELBO during training uses the raw weights).
+        0 disables.
       patience: early stopping after this many epochs without a better
         validation ELBO; 0 disables.
       strategy: "default", "mirrored", "multi_worker" or "tpu".
@@ -71,6 +80,8 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 0
     learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    ema_decay: float = 0.0
     patience: int = 10
     strategy: str = "default"
     tpu: str = ""
@@ -95,6 +106,9 @@ class TrainConfig:
             _at_least(name, getattr(self, name), 1)
         for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
             _at_least(name, getattr(self, name), 0)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={self.ema_decay!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
 
@@ -156,7 +170,8 @@ def check_resumable(config_json, path):
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
     changed = sorted(k for k in set(old) | set(config_json)
-                     if k not in RESUMABLE_KEYS and old.get(k) != config_json.get(k))
+                     if k not in RESUMABLE_KEYS
+                     and old.get(k, _ADDED_KEYS.get(k)) != config_json.get(k))
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {config_json.get(k)!r}" for k in changed)
         raise ValueError(
@@ -177,12 +192,20 @@ def _datasets(config):
     return train, evals["validation"], evals["test"]
 
 
+def make_optimizer(config):
+    """The Keras optimizer of `config` (Adam or Adamax, optionally with EMA weights)."""
+    cls = keras.optimizers.Adamax if config.optimizer == "adamax" else keras.optimizers.Adam
+    if config.ema_decay:
+        return cls(config.learning_rate, use_ema=True, ema_momentum=config.ema_decay)
+    return cls(config.learning_rate)
+
+
 def build_compiled(config, build_model, info, images, strategy):
     """Builds the entry's model on `images` [n, H, W, C] and compiles it as `run` does."""
     with strategy.scope():
         model = build_model(config, info)
         model(images[:1])
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+        model.compile(optimizer=make_optimizer(config),
                       jit_compile=config.jit_compile,
                       steps_per_execution=config.steps_per_execution)
     return model
@@ -208,7 +231,8 @@ def run(config, build_model, workdir):
 
     info = data_lib.info(config.dataset)
     train_ds, val_ds, test_ds = config.datasets()
-    first = next(iter(val_ds))["image"]
+    first_batch = next(iter(val_ds))
+    first = first_batch["image"]
     strategy = make_strategy(config.strategy, config.tpu)
     model = build_compiled(config, build_model, info, first, strategy)
 
@@ -217,11 +241,13 @@ def run(config, build_model, workdir):
         patience=config.patience)
     initial_epoch = checkpoint.restore(model)
     log_dir = os.path.join(workdir, "tensorboard")
-    callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(),
+    callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(), callbacks_lib.FirstStepTimer(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
     if config.image_summaries and len(info.image_shape) == 3:
+        # A conditional model (`conditional = True`) reconstructs given the labels.
+        labels = first_batch["label"][:32] if getattr(model, "conditional", False) else None
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
-                                                      seed=config.seed))
+                                                      seed=config.seed, labels=labels))
     if checkpoint.stopped_early:
         logging.info("This run stopped early before; not training further.")
     elif initial_epoch < config.epochs:
@@ -229,8 +255,16 @@ def run(config, build_model, workdir):
                   initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
                   verbose=1 if sys.stdout.isatty() else 2)
     checkpoint.restore_best()
+    if config.ema_decay:
+        # The Polyak average (kept by the optimizer, restored with it) replaces the weights.
+        model.optimizer.finalize_variable_values(model.trainable_variables)
 
     test = evaluation.evaluate(model, test_ds, num_samples=config.eval_num_samples)
+    # Held-out metrics of the model's test_step beyond the likelihood (M2's accuracy).
+    extra = getattr(model, "extra_test_metrics", ())
+    if extra:
+        logs = model.evaluate(test_ds, return_dict=True, verbose=0)
+        test.update({name: float(logs[name]) for name in extra})
     metrics = {"dataset": config.dataset, "split": "test",
                "epochs_done": int(checkpoint.epoch.numpy()),
                "best_validation_elbo": float(checkpoint.best.numpy()),

@@ -7,7 +7,10 @@ the entry's hyper-parameters and defaults) and `build_model(config, info)`.
 import importlib
 
 ENTRIES = ("vae", "vae_fullcov", "vae_iaf", "vae_planar", "vae_householder", "vae_sylvester",
-           "vae_flow_prior", "maf", "realnvp")
+           "vae_flow_prior", "maf", "realnvp",
+           "iwae", "miwae", "beta_vae", "beta_tcvae", "vamp_vae",
+           "hvae", "ladder_vae", "resnet_vae",
+           "cvae", "gumbel_vae", "m2", "pixel_vae")
 
 
 def load(name):

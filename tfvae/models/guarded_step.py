@@ -14,7 +14,7 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def minimize_if_finite(optimizer, tape, loss, variables):
+def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
     """Applies the gradient of `loss` (the replica's loss) unless it is non-finite.
 
     Args:
@@ -22,6 +22,10 @@ def minimize_if_finite(optimizer, tape, loss, variables):
       tape: the `tf.GradientTape` that recorded `loss`.
       loss: scalar per-replica loss, already divided by the number of replicas.
       variables: the trainable variables.
+      max_grad_norm: if > 0, also skip a step whose (replica's) global
+        gradient norm exceeds it: deep hierarchical VAEs get rare huge
+        gradients from a collapsing posterior scale that one update would
+        turn into NaNs (Child 2021's "skip updates"). 0 disables.
 
     Returns:
       A boolean scalar: True if the update was applied (equal on all replicas).
@@ -31,6 +35,9 @@ def minimize_if_finite(optimizer, tape, loss, variables):
     for g in grads:
         if g is not None:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+    if max_grad_norm:
+        norm = tf.linalg.global_norm([g for g in grads if g is not None])
+        finite = tf.logical_and(finite, norm <= max_grad_norm)
     context = tf.distribute.get_replica_context()
     if num_replicas() > 1 and context is not None:
         # All replicas must agree on skipping, or the all-reduce would hang.

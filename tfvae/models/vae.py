@@ -173,6 +173,14 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
         return {"loc": q.bijector.forward(q.distribution.mean()),
                 "scale": q.distribution.stddev()}
 
+    def prior(self):
+        """Returns p(z), event shape [latent_size]: the latent layer's prior.
+
+        The one place the model asks for its prior; a prior that depends on
+        the encoder (VampPrior, `tfvae.models.vamp_vae`) overrides it.
+        """
+        return self.latent.prior()
+
     def call(self, inputs):
         """Reconstruction mean E[x|z] at the posterior's summary point z [batch, H, W, C]."""
         x = self._images(inputs)
@@ -180,7 +188,7 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
 
     def sample(self, num_samples, seed=None):
         """Draws z ~ p(z) and returns the decoder means E[x|z] [num_samples, H, W, C]."""
-        z = self.latent.prior().sample(num_samples, seed=self._seed(seed, self.eval_seed_generator))
+        z = self.prior().sample(num_samples, seed=self._seed(seed, self.eval_seed_generator))
         return self.decode(z).mean()
 
     # ---------------------------------------------------------------- objective
@@ -192,7 +200,7 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
           ([batch] analytic or [samples, batch]); `q`, `p`, `z`.
         """
         q = self.encode(x)
-        p = self.latent.prior()
+        p = self.prior()
         if self.analytic_kl:
             z = q.sample(num_samples, seed=seed)                     # [samples, batch, d]
             kl = objectives.kl_divergence(q, p)                      # [batch]
@@ -245,7 +253,7 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
             chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
         seed = self._seed(seed, self.eval_seed_generator)
         q = self.encode(x)
-        p = self.latent.prior()
+        p = self.prior()
 
         def log_weights(chunk):
             z, log_q = q.experimental_sample_and_log_prob(

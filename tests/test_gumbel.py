@@ -1,0 +1,127 @@
+"""Gumbel-softmax latents: relaxed samples -> categorical as tau -> 0, exact IS log p(x)."""
+
+import itertools
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import layer_contract
+from tfvae import discrete_latents
+from tfvae import families
+from tfvae import latents
+from tfvae import networks
+from tfvae.models import gumbel_vae
+
+LOGITS = np.log(np.array([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]], np.float32))
+NUM_DRAWS = 20000
+
+
+def _relaxed_draws(temperature):
+    family = layer_contract.check_family(discrete_latents.RelaxedCategorical(2, 4),
+                                         LOGITS.reshape(1, -1))
+    relaxed = discrete_latents.RelaxedCategorical(2, 4).relaxed(LOGITS.reshape(-1), temperature)
+    assert family.event_shape == (2, 4) and relaxed.event_shape == (2, 4)
+    return np.exp(relaxed.sample(NUM_DRAWS, seed=[1, 2]).numpy())     # [n, 2, 4] on the simplex
+
+
+def test_gumbel_softmax_samples_approach_the_categorical_as_temperature_goes_to_zero():
+    probs = np.exp(LOGITS)
+    stderr = np.sqrt(probs * (1 - probs) / NUM_DRAWS)
+    max_coordinate, error = [], []
+    for temperature in (2.0, 0.5, 0.05, 0.002):
+        y = _relaxed_draws(temperature)
+        np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-5)
+        max_coordinate.append(y.max(-1).mean())
+        error.append(np.abs(y.mean(0) - probs).max())
+    # As tau -> 0 the samples become one-hot (1 - E[max] = O(tau)) and their mean is the
+    # categorical's probabilities within standard errors.
+    assert max_coordinate[-1] > 0.998, max_coordinate
+    np.testing.assert_array_less(np.abs(_relaxed_draws(0.002).mean(0) - probs), 4 * stderr)
+    # At high temperature they are neither (the limit is not a tautology of the test).
+    assert max_coordinate[0] < 0.8 and error[0] > 10 * stderr.max(), (max_coordinate, error)
+    assert max_coordinate == sorted(max_coordinate)
+
+
+def test_exact_categorical_is_gumbel_max_and_prefix_consistent():
+    q = discrete_latents.RelaxedCategorical(2, 4).make(LOGITS.reshape(-1))
+    draws = q.sample(NUM_DRAWS, seed=[3, 4]).numpy()                   # [n, 2, 4] one-hot
+    assert set(np.unique(draws)) == {0.0, 1.0} and np.all(draws.sum(-1) == 1)
+    probs = np.exp(LOGITS)
+    np.testing.assert_array_less(np.abs(draws.mean(0) - probs),
+                                 4 * np.sqrt(probs * (1 - probs) / NUM_DRAWS))
+    np.testing.assert_array_equal(q.sample(7, seed=[3, 4]).numpy(), draws[:7])
+    np.testing.assert_allclose(q.log_prob(draws[:3]).numpy(),
+                               [LOGITS[range(2), d.argmax(-1)].sum() for d in draws[:3]], rtol=1e-6)
+
+
+def test_annealed_temperature_and_straight_through():
+    values = [float(discrete_latents.annealed_temperature(s, 1.0, 0.5, 1e-3))
+              for s in (0, 100, 10000)]
+    np.testing.assert_allclose(values, [1.0, math.exp(-0.1), 0.5], rtol=1e-6)
+    soft = tf.constant([[0.2, 0.5, 0.3]])
+    with tf.GradientTape() as tape:
+        tape.watch(soft)
+        hard = discrete_latents.straight_through(soft)
+        loss = tf.reduce_sum(hard * [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(hard.numpy(), [[0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(tape.gradient(loss, soft).numpy(), [[1.0, 2.0, 3.0]])
+    with pytest.raises(ValueError, match="num_categories"):
+        discrete_latents.RelaxedCategorical(3, 1)
+
+
+def _tiny_model(kl_estimator="discrete", straight_through=False):
+    num_latents, num_categories = 2, 3
+    model = gumbel_vae.GumbelVAE(
+        networks.MLP([8], 8), networks.MLP([8], 4),
+        latents.LatentLayer(discrete_latents.RelaxedCategorical(num_latents, num_categories),
+                            prior=discrete_latents.UniformCategoricalPrior(num_latents,
+                                                                           num_categories)),
+        families.Bernoulli((4, 1, 1)), kl_estimator=kl_estimator,
+        straight_through=straight_through, temperature=2.0, min_temperature=0.5,
+        anneal_rate=0.1, seed=0)
+    model.build((None, 4, 1, 1))
+    return model
+
+
+def test_log_prob_is_the_exact_categorical_marginal():
+    model = _tiny_model()
+    x = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]], np.float32).reshape(3, 4, 1, 1)
+    # log p(x) = log sum over all 3^2 one-hot codes z of p(z) p(x|z), by enumeration.
+    codes = np.array([np.eye(3)[list(c)] for c in itertools.product(range(3), repeat=2)],
+                     np.float32)                                        # [9, 2, 3]
+    log_joint = model.decode(codes[:, None]).log_prob(x).numpy() + 2 * math.log(1 / 3)  # [9, 3]
+    exact = np.logaddexp.reduce(log_joint, axis=0)
+    num_samples = 3000
+    estimate = model.log_prob(x, num_samples=num_samples, seed=[1, 2]).numpy()
+    # The weights w = p(x, z) / q(z|x), z ~ q, have mean p(x) and E[w^2] = sum_z p(x, z)^2 / q(z):
+    # the estimate's relative standard error is sqrt(E[w^2] / p(x)^2 - 1) / sqrt(K).
+    log_q = model.encode(x).log_prob(codes[:, None]).numpy()                 # [9, 3]
+    second_moment = np.exp(np.logaddexp.reduce(2 * log_joint - log_q, axis=0) - 2 * exact)
+    stderr = np.sqrt(second_moment - 1) / math.sqrt(num_samples)
+    np.testing.assert_array_less(np.abs(estimate - exact), 4 * stderr)
+    # The ELBO of the discrete model is below it (strictly, as q is not the posterior).
+    assert np.all(model.elbo(x, num_samples=3000, seed=[1, 2]).numpy() < exact)
+
+
+@pytest.mark.parametrize("kl_estimator", ["discrete", "relaxed"])
+def test_training_objective_kl_and_temperature(kl_estimator):
+    model = _tiny_model(kl_estimator, straight_through=kl_estimator == "relaxed")
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    x = np.array([[1, 0, 1, 1]] * 4, np.float32).reshape(4, 4, 1, 1)
+    out = model.objective(tf.constant(x), tf.constant([1, 2]))
+    assert float(out["temperature"]) == 2.0
+    probs = tf.nn.softmax(tf.reshape(model.latent(model.encoder(x)), [4, 2, 3])).numpy()
+    discrete_kl = (probs * np.log(probs * 3)).sum((-1, -2)).mean()
+    if kl_estimator == "discrete":
+        np.testing.assert_allclose(float(out["rate"]), discrete_kl, rtol=1e-5)
+    else:   # a one-sample density ratio: finite, and not the closed form
+        assert np.isfinite(float(out["rate"])) and abs(float(out["rate"]) - discrete_kl) > 1e-4
+    model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4).repeat(10), verbose=0)
+    np.testing.assert_allclose(float(model.current_temperature()), 2.0 * math.exp(-1.0),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="kl_estimator"):
+        gumbel_vae.GumbelVAE(model.encoder, model.decoder, model.latent, model.likelihood,
+                             kl_estimator="exact")

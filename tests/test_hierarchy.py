@@ -1,0 +1,240 @@
+"""Hierarchical VAEs: oracles for the stack, the objective, the IS estimate and the guards."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfvae import families
+from tfvae import discretized
+from tfvae import latents
+from tfvae import networks
+from tfvae.hierarchy import base
+from tfvae.hierarchy import mlp
+from tfvae.hierarchy import resnet
+from tfvae.models import VAE
+from tfvae.models import guarded_step
+from tfvae.models import hvae
+
+tfd = tfp.distributions
+SHAPE = (4, 4, 1)
+RNG = np.random.default_rng(5)
+X = (RNG.random((6, *SHAPE)) > 0.5).astype("float32")
+SEED = tf.constant([3, 9])
+
+
+def _model(inference="ladder", latent_sizes=(4, 2), iaf_steps=0, weight_norm=False, **kwargs):
+    likelihood = families.Bernoulli(SHAPE)
+    stack = mlp.MLPStack(SHAPE, latent_sizes, (16,) * len(latent_sizes), likelihood.params_size,
+                         inference=inference, weight_norm=weight_norm, iaf_steps=iaf_steps,
+                         iaf_hidden_units=(8,), iaf_context_size=4, seed=1, name="stack")
+    model = hvae.HierarchicalVAE(stack, likelihood, seed=0, **kwargs)
+    model(X[:1])
+    return model
+
+
+def test_ladder_merge_is_the_normalized_product_of_gaussians():
+    loc_a, scale_a, loc_b, scale_b = 0.7, 0.3, -1.2, 1.1
+    loc, scale = [float(t) for t in base.precision_weighted_merge(loc_a, scale_a, loc_b, scale_b)]
+    grid = np.linspace(-3, 3, 7)
+    log_product = tfd.Normal(loc_a, scale_a).log_prob(grid) + tfd.Normal(loc_b, scale_b).log_prob(grid)
+    difference = log_product - tfd.Normal(loc, scale).log_prob(grid)
+    np.testing.assert_allclose(difference, difference[0], atol=1e-4)  # proportional densities
+    precision = 1 / scale_a ** 2 + 1 / scale_b ** 2                    # closed form
+    assert scale == pytest.approx(precision ** -0.5, rel=1e-6)
+    assert loc == pytest.approx((loc_a / scale_a ** 2 + loc_b / scale_b ** 2) / precision, rel=1e-6)
+
+
+def test_ladder_posterior_is_the_merge_of_bottom_up_and_top_down():
+    model = _model("ladder")
+    stack = model.stack
+    outputs, _ = stack.infer(X, SEED)
+    # Recompute layer 1 (z_1) by hand from the sub-layers.
+    d_1 = stack._up[0](X.reshape(6, -1))
+    up_loc, up_log_scale, _ = stack._split_up(stack._up_heads[0](d_1), 0)
+    p, _ = stack._prior(0, outputs[1].z, False)
+    p_loc, p_scale = base.normal_parts(p)
+    loc, scale = base.precision_weighted_merge(up_loc, tf.exp(up_log_scale), p_loc, p_scale)
+    q_loc, q_scale = base.normal_parts(outputs[0].q)
+    np.testing.assert_allclose(q_loc, loc, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(q_scale, scale, rtol=1e-5)
+    # The analytic per-layer KL is KL(q_l || p_l) given the same upper sample.
+    np.testing.assert_allclose(outputs[0].kl, tfd.kl_divergence(outputs[0].q, p), rtol=1e-5)
+
+
+def test_one_layer_stack_reproduces_the_core_vae_elbo():
+    likelihood = families.Bernoulli(SHAPE)
+    vae = VAE(networks.MLP((16,), 16, activation="elu", output_activation="elu"),
+              networks.MLP((16, 16), likelihood.params_size, activation="elu"),
+              latents.LatentLayer(families.DiagonalGaussian(3)), likelihood, seed=0)
+    vae(X[:1])
+    model = _model("ladder", latent_sizes=(3,))
+    stack = model.stack
+    ours = [*stack._up[0]._stages, stack._up_heads[0], *stack._decoder._stages, stack._out]
+    theirs = [*vae.encoder._hidden, vae.encoder._out, vae.latent._head, *vae.decoder._hidden,
+              vae.decoder._out]
+    for mine, other in zip(ours, theirs, strict=True):
+        for w, v in zip(mine.weights, other.weights, strict=True):
+            w.assign(v)
+    seed = tf.constant([5, 6])
+    # Same weights, same z: TFP draws MVNDiag and Normal noise in different
+    # orders, so the z of the stack's pass (elbo's sample 0 uses fold_in(seed, 0))
+    # is plugged into the core VAE's ELBO terms: log p(x|z) - KL(q(z|x) || p(z)).
+    outputs, _ = stack.infer(X, tf.random.experimental.stateless_fold_in(seed, 0))
+    q = vae.encode(X)
+    np.testing.assert_allclose(base.normal_parts(outputs[0].q)[0], q.mean(), rtol=1e-6)
+    expected = (vae.decode(outputs[0].z).log_prob(X)
+                - tfd.kl_divergence(q, vae.latent.prior()))
+    np.testing.assert_allclose(model.elbo(X, seed=seed), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(model.posterior_summary(X)["scale"], q.stddev(), rtol=1e-6)
+    z = RNG.normal(size=(2, 3)).astype("float32")
+    np.testing.assert_allclose(model.decode(z).mean(), vae.decode(z).mean(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("inference, iaf_steps", [("bottom_up", 0), ("ladder", 0),
+                                                  ("bidirectional", 1)])
+def test_layer_kls_sum_to_the_rate_and_is_uses_the_joint(inference, iaf_steps):
+    model = _model(inference, latent_sizes=(4, 3, 2), iaf_steps=iaf_steps)
+    values = model.objective(X, SEED)
+    layer_rates = [float(values[f"rate_{l}"]) for l in range(3)]
+    assert float(values["rate"]) == pytest.approx(sum(layer_rates), rel=1e-5)
+    assert float(values["elbo"]) == pytest.approx(
+        -(float(values["distortion"]) + float(values["rate"])), rel=1e-6)
+    # K = 1: the IS estimate is the single-sample log p(x, z_1..L) - log q(z_1..L|x).
+    outputs, log_likelihood = model.layer_terms(
+        tf.tile(X, [1, 1, 1, 1]), tf.random.experimental.stateless_fold_in(SEED, 0),
+        analytic=False)
+    log_weight = log_likelihood - tf.add_n([o.kl for o in outputs])
+    np.testing.assert_allclose(model.log_prob(X, num_samples=1, seed=SEED), log_weight,
+                               rtol=1e-5)
+    # Each MC kl_l is log q_l(z_l) - log p_l(z_l) at the layer's own sample.
+    for o in outputs:
+        np.testing.assert_allclose(o.kl, o.q.log_prob(o.z) - o.p.log_prob(o.z), rtol=1e-3,
+                                   atol=1e-3)
+    # The first K samples do not depend on the chunk size (an exported graph with a
+    # tensor K runs masked chunks of 100): same estimate either way.
+    np.testing.assert_allclose(model.log_prob(X, num_samples=tf.constant(3), chunk_size=8,
+                                              seed=SEED),
+                               model.log_prob(X, num_samples=3, seed=SEED), rtol=1e-6)
+    # More importance samples: the estimate is above the ELBO on average.
+    assert float(tf.reduce_mean(model.log_prob(X, num_samples=64, seed=SEED))) > float(
+        tf.reduce_mean(model.elbo(X, num_samples=10, seed=SEED)))
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_free_bits_clamp_each_layer_and_group_exactly(groups):
+    model = _model("ladder", latent_sizes=(4, 2), free_bits=0.3, free_bits_groups=groups)
+    values = model.objective(X, SEED)
+    outputs, _ = model.layer_terms(X, SEED)
+    expected_rate = 0.0
+    for o in outputs:
+        q_loc, q_scale = base.normal_parts(o.q)
+        p_loc, p_scale = base.normal_parts(o.p)
+        per_dim = tfd.kl_divergence(tfd.Normal(q_loc, q_scale), tfd.Normal(p_loc, p_scale)).numpy()
+        per_group = per_dim.reshape(6, groups, -1).sum(-1).mean(0)        # batch mean per group
+        expected_rate += np.maximum(0.3, per_group).sum()
+    assert float(values["loss"]) == pytest.approx(float(values["distortion"]) + expected_rate,
+                                                  rel=1e-5)
+    huge = _model("ladder", latent_sizes=(4, 2), free_bits=50.0, free_bits_groups=groups)
+    values = huge.objective(X, SEED)
+    assert float(values["loss"]) == pytest.approx(float(values["distortion"]) + 50.0 * 2 * groups,
+                                                  rel=1e-6)
+
+
+def test_kl_warmup_starts_at_zero_weight():
+    model = _model("ladder", kl_warmup_steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    values = model.objective(X, SEED)
+    assert float(values["beta"]) == 0.0
+    assert float(values["loss"]) == pytest.approx(float(values["distortion"]), rel=1e-6)
+
+
+def test_nan_gradient_is_skipped_and_large_norms_counted():
+    w = tf.Variable([1.0, 2.0])
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build([w])
+    with tf.GradientTape() as tape:
+        loss = tf.sqrt(w[0] - w[0]) + tf.reduce_sum(w)    # finite loss, NaN gradient
+    assert np.isfinite(loss.numpy())
+    assert not bool(guarded_step.minimize_if_finite(optimizer, tape, loss, [w]))
+    np.testing.assert_array_equal(w.numpy(), [1.0, 2.0])
+    for threshold, applied in ((10.0, False), (1e4, True)):
+        with tf.GradientTape() as tape:
+            loss = 1000.0 * tf.reduce_sum(w)                # gradient norm 1414
+        assert bool(guarded_step.minimize_if_finite(optimizer, tape, loss, [w],
+                                                    max_grad_norm=threshold)) is applied
+    np.testing.assert_allclose(w.numpy(), [1.0 - 100.0, 2.0 - 100.0])
+
+
+def test_training_skips_a_nan_batch_and_continues():
+    model = _model("bidirectional", iaf_steps=1, weight_norm=True, max_grad_norm=1e6)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    bad = X.copy()
+    bad[0, 0, 0, 0] = np.nan
+    model.train_step(tf.constant(X))                        # data-dependent init, one update
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    logs = model.train_step(tf.constant(bad))
+    assert float(logs["skipped_steps"]) == 1.0
+    for v, old in zip(model.trainable_variables, before):
+        np.testing.assert_array_equal(v.numpy(), old)
+    logs = model.train_step(tf.constant(X))
+    assert float(logs["skipped_steps"]) == 1.0 and np.isfinite(float(logs["loss"]))
+    assert any(not np.array_equal(v.numpy(), old)
+               for v, old in zip(model.trainable_variables, before))
+    tight = _model("ladder", max_grad_norm=1e-3)
+    tight.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    assert float(tight.train_step(tf.constant(X))["skipped_steps"]) == 1.0
+
+
+def test_resnet_stack_shapes_sampling_and_keras_round_trip(tmp_path):
+    shape = (8, 8, 3)
+    x = (RNG.integers(0, 256, size=(4, *shape)) / 255).astype("float32")
+    likelihood = discretized.DiscretizedLogisticMixture(shape, num_components=2)
+    for inference, iaf_steps in (("bidirectional", 1), ("ladder", 0)):
+        stack = resnet.ResNetStack(shape, likelihood.params_size // 64, num_layers=2,
+                                   hidden_channels=8, latent_channels=3, inference=inference,
+                                   iaf_steps=iaf_steps, iaf_hidden_units=(8,), context_channels=4,
+                                   seed=2, name="stack")
+        model = hvae.HierarchicalVAE(stack, likelihood, free_bits=0.1, seed=0)
+        model(x[:1])
+        model.compile(optimizer=keras.optimizers.Adamax(1e-3), jit_compile=False)
+        model.train_step(tf.constant(x))                    # data-dependent init
+        values = model.objective(x, SEED)
+        assert float(values["rate"]) == pytest.approx(
+            float(values["rate_0"]) + float(values["rate_1"]), rel=1e-5)
+        assert model.sample(3, seed=[1, 2], temperature=0.5).shape == (3, *shape)
+        summary = model.posterior_summary(x)
+        assert summary["loc"].shape == (4, 2 * 4 * 4 * 3) == summary["scale"].shape
+        path = os.path.join(tmp_path, f"{inference}.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        np.testing.assert_allclose(loaded.elbo(x, seed=SEED), model.elbo(x, seed=SEED), rtol=1e-5)
+        np.testing.assert_allclose(loaded.decode(summary["loc"]).mean(),
+                                   model.decode(summary["loc"]).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_mlp_model_keras_round_trip_with_iaf_and_weight_norm(tmp_path):
+    model = _model("bidirectional", iaf_steps=1, weight_norm=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    model.train_step(tf.constant(X))
+    path = os.path.join(tmp_path, "m.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.stack.get_config() == model.stack.get_config()
+    np.testing.assert_allclose(loaded.log_prob(X, num_samples=5, seed=SEED),
+                               model.log_prob(X, num_samples=5, seed=SEED), rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(inference="sideways"), "inference"),
+    (dict(inference="ladder", iaf_steps=1), "bidirectional"),
+    (dict(inference="bidirectional", iaf_steps=1, free_bits_groups=2), "free_bits_groups"),
+    (dict(free_bits_groups=3), "free_bits_groups"),
+    (dict(max_grad_norm=-1.0), "max_grad_norm"),
+])
+def test_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _model(**kwargs)

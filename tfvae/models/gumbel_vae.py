@@ -1,0 +1,125 @@
+"""A VAE with categorical latents trained through the Gumbel-softmax relaxation.
+
+Jang et al. (2017) and Maddison et al. (2017); book §4.5. The encoder gives
+logits of N categorical variables with K classes; training replaces the
+one-hot sample by the relaxed sample y = softmax((logits + g) / tau) with a
+temperature annealed from the optimizer's step,
+tau = max(tau_min, tau_0 exp(-r step)); with `straight_through` the decoder
+sees the one-hot argmax of y and the gradient flows through y.
+
+Training ELBO (`kl_estimator`):
+  - "discrete" (Jang et al.): E_relaxed[log p(x|y)] - KL(q(z|x) || p(z)) with
+    the closed-form KL between the categoricals (sum over the N variables).
+  - "relaxed" (Maddison et al.): the single-sample log-density ratio
+    log q_tau(y|x) - log p_tau(y) of the relaxed distributions at y, computed
+    for log y (the ratio is the same: both densities get the same Jacobian).
+
+Evaluation uses the exact discrete model: `elbo` samples one-hot z from
+q(z|x) (ELBO with the Monte-Carlo KL log q(z|x) - log p(z) of the
+categoricals), and `log_prob` is the importance-sampled log p(x) of §2.6 with
+one-hot z ~ q(z|x) and categorical probability mass functions: both inherit
+`VAE`'s code, since `encode` and the prior give the exact categoricals.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfvae import discrete_latents
+from tfvae import objectives
+from tfvae.models import vae
+
+_PACKAGE = "tfvae"
+
+
+@keras.saving.register_keras_serializable(_PACKAGE)
+class GumbelVAE(vae.VAE):
+    """VAE with N categorical latents (one-hot, K classes), Gumbel-softmax training.
+
+    Args:
+      encoder, decoder, likelihood: as for `VAE`; the decoder reads the
+        flattened one-hot code [n, N * K].
+      latent: `LatentLayer` with a `RelaxedCategorical` posterior and a
+        `UniformCategoricalPrior`.
+      temperature: tau_0, the initial temperature.
+      min_temperature: tau_min, the floor of the annealing.
+      anneal_rate: r per optimizer step (0 keeps tau = tau_0).
+      straight_through: feed the decoder the one-hot argmax (forward) with the
+        relaxed sample's gradient.
+      kl_estimator: "discrete" or "relaxed" (see the module docstring).
+      **kwargs: other `VAE` arguments (beta, kl_warmup_steps, free_bits with
+        one group, seed, ...); `analytic_kl` must stay False.
+    """
+
+    def __init__(self, encoder, decoder, latent, likelihood, *, temperature=1.0,
+                 min_temperature=0.5, anneal_rate=3e-4, straight_through=False,
+                 kl_estimator="discrete", analytic_kl=False, **kwargs):
+        if analytic_kl:
+            raise ValueError("A categorical posterior has no Gaussian closed-form KL; the "
+                             "training KL is chosen by `kl_estimator`. Received: analytic_kl=True")
+        super().__init__(encoder, decoder, latent, likelihood, analytic_kl=False, **kwargs)
+        if not isinstance(self.latent.posterior_family, discrete_latents.RelaxedCategorical) or (
+                not isinstance(self.latent.prior_layer, discrete_latents.UniformCategoricalPrior)):
+            raise ValueError("`latent` must have a RelaxedCategorical posterior and a "
+                             f"UniformCategoricalPrior. Received: latent={self.latent!r}")
+        for name, value in (("temperature", temperature), ("min_temperature", min_temperature)):
+            if not float(value) > 0:
+                raise ValueError(f"`{name}` must be positive. Received: {name}={value!r}")
+        if not float(anneal_rate) >= 0:
+            raise ValueError(f"`anneal_rate` must be >= 0. Received: anneal_rate={anneal_rate!r}")
+        if kl_estimator not in discrete_latents.KL_ESTIMATORS:
+            raise ValueError(f"`kl_estimator` must be one of {discrete_latents.KL_ESTIMATORS}. "
+                             f"Received: kl_estimator={kl_estimator!r}")
+        self.temperature = float(temperature)
+        self.min_temperature = float(min_temperature)
+        self.anneal_rate = float(anneal_rate)
+        self.straight_through = bool(straight_through)
+        self.kl_estimator = kl_estimator
+        self._trackers["temperature"] = keras.metrics.Mean(name="temperature")
+
+    def current_temperature(self):
+        """tau at the optimizer's current step (tau_0 before compiling)."""
+        step = self.optimizer.iterations if self.optimizer is not None else 0
+        return discrete_latents.annealed_temperature(
+            step, self.temperature, self.min_temperature, self.anneal_rate)
+
+    def decode(self, z):
+        """p(x|z) for one-hot (or relaxed) z [..., N, K] or flattened [..., N * K]."""
+        z = tf.convert_to_tensor(z, self.compute_dtype)
+        family = self.latent.posterior_family
+        if z.shape.rank >= 2 and tuple(z.shape[-2:]) == family.event_shape:
+            z = tf.reshape(z, tf.concat([tf.shape(z)[:-2], [family.latent_size]], 0))
+        return super().decode(z)
+
+    def posterior_summary(self, x):
+        """{"loc": class probabilities, "scale": their std sqrt(p (1 - p))}, [batch, N * K]."""
+        probs = tf.reshape(self.encode(x).distribution.probs_parameter(),
+                           [-1, self.latent.latent_size])
+        return {"loc": probs, "scale": tf.sqrt(probs * (1.0 - probs))}
+
+    def objective(self, x, seed):
+        """The relaxed training objective for x [batch, H, W, C], plus the temperature."""
+        family = self.latent.posterior_family
+        tau = self.current_temperature()
+        params = self.latent(self.encoder(x))                        # [batch, N * K]
+        q_relaxed = family.relaxed(params, tau)
+        log_y = q_relaxed.sample(seed=seed)                          # [batch, N, K], log simplex
+        y = tf.exp(log_y)
+        if self.straight_through:
+            y = discrete_latents.straight_through(y)
+        log_likelihood = self.decode(y).log_prob(x)[tf.newaxis]      # [1, batch]
+        if self.kl_estimator == "discrete":
+            kl = objectives.kl_divergence(family.make(params), self.latent.prior())  # [batch]
+        else:
+            kl = q_relaxed.log_prob(log_y) - self.latent.prior_layer.relaxed(tau).log_prob(log_y)
+        beta = self.kl_weight()
+        out = objectives.elbo_loss(log_likelihood, kl, beta=beta,
+                                   kl_groups=kl[..., tf.newaxis] if self.free_bits else None,
+                                   free_bits=self.free_bits)
+        out["beta"] = tf.cast(beta, out["loss"].dtype)
+        out["temperature"] = tf.cast(tau, out["loss"].dtype)
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature,
+                "min_temperature": self.min_temperature, "anneal_rate": self.anneal_rate,
+                "straight_through": self.straight_through, "kl_estimator": self.kl_estimator}

@@ -1,0 +1,217 @@
+"""Semi-supervised M2 (Kingma et al. 2014; book §4.5.1).
+
+Generative model p(y) p(z) p(x|y, z) with p(y) uniform over K classes and
+p(z) = N(0, I); inference q(y|x) (a classifier) and q(z|x, y) (the
+conditional VAE's encoder, `ConditionalVAE`). With L(x, y) the ELBO of a
+labelled pair,
+
+    L(x, y) = E_q(z|x,y)[log p(x|y, z)] + log p(y) - KL(q(z|x, y) || p(z)) <= log p(x, y),
+
+an unlabelled x treats y as a latent summed out EXACTLY (K decoder passes):
+
+    U(x) = sum_y q(y|x) L(x, y) + H(q(y|x)) <= log p(x).
+
+The loss of a step with a labelled batch (x_l, y_l) and an unlabelled batch
+x_u is
+
+    mean_l[-L(x_l, y_l) + alpha (-log q(y_l|x_l))] + mean_u[-U(x_u)],
+
+alpha the weight of the classification term per labelled example (Kingma
+et al.'s alpha = 0.1 N over the whole data set is alpha = 0.1 N / N_l per
+labelled example). All K bounds of an unlabelled x share one noise draw eps
+(z_y = mu(x, y) + sigma(x, y) eps): common random numbers, so U(x) is the
+q(y|x)-weighted sum of the very L(x, y) that `labelled_bound` returns.
+Only M2 is implemented (no M1 feature extractor stacked below it).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from tfvae import families
+from tfvae import objectives
+from tfvae import priors
+from tfvae.models import cvae
+from tfvae.models import vae
+
+_PACKAGE = "tfvae"
+
+
+@keras.saving.register_keras_serializable(_PACKAGE)
+class M2(cvae.ConditionalVAE):
+    """The M2 model: classifier q(y|x), conditional VAE q(z|x, y) p(x|y, z), p(y) uniform.
+
+    Training batches are dicts {"labelled": {"image", "label"}, "unlabelled":
+    {"image", ...}}; held-out batches are plain {"image", "label"} (the label
+    is only used for the accuracy). The held-out `elbo` is U(x), a bound on
+    log p(x) with y summed out.
+
+    Args:
+      encoder, decoder, latent, likelihood, num_classes: as `ConditionalVAE`;
+        the posterior must be a `DiagonalGaussian` without flow and the prior
+        the standard normal.
+      classifier: layer mapping images [batch, H, W, C] to logits [batch, K].
+      alpha: weight of -log q(y|x) per labelled example (>= 0).
+      **kwargs: `seed`, `name`, ... (beta, warm-up and free bits are not
+        supported: the objective is the exact bound).
+    """
+
+    extra_test_metrics = ("accuracy",)
+
+    def __init__(self, encoder, decoder, latent, likelihood, *, classifier, num_classes,
+                 alpha=1.0, **kwargs):
+        for key, neutral in (("beta", 1.0), ("free_bits", 0.0), ("kl_warmup_steps", 0),
+                             ("analytic_kl", True)):
+            if key in kwargs and kwargs[key] != neutral:
+                raise ValueError(f"M2 trains the exact bound: `{key}` must be {neutral}. "
+                                 f"Received: {key}={kwargs[key]!r}")
+        super().__init__(encoder, decoder, latent, likelihood, num_classes=num_classes, **kwargs)
+        if (not isinstance(self.latent.posterior_family, families.DiagonalGaussian)
+                or self.latent.flow is not None
+                or not isinstance(self.latent.prior_layer, priors.StandardNormal)):
+            raise ValueError("M2 needs a DiagonalGaussian posterior without flow and the standard "
+                             f"normal prior. Received: latent={self.latent!r}")
+        if not float(alpha) >= 0:
+            raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha!r}")
+        self.alpha = float(alpha)
+        self.classifier = vae._deserialize(classifier)
+        for name in ("accuracy", "classification_loss"):
+            self._trackers[name] = keras.metrics.Mean(name=name)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        if not self.classifier.built:
+            self.classifier.build(tuple(input_shape))
+
+    # ------------------------------------------------------------------ inputs
+    def _images(self, data, check_values=False):
+        """A training batch -> {"labelled": (x, y), "unlabelled": x}; else (x, labels)."""
+        if isinstance(data, dict) and "labelled" in data:
+            return {"labelled": super()._images(data["labelled"], check_values),
+                    "unlabelled": vae.VAE._images(self, data["unlabelled"], check_values)}
+        return super()._images(data, check_values)
+
+    # ------------------------------------------------------------ classifier
+    def classify(self, x):
+        """q(y|x) class probabilities [batch, K] for images x [batch, H, W, C]."""
+        return tf.nn.softmax(self.classifier(x), axis=-1)
+
+    def call(self, inputs):
+        """Reconstructions E[x|z = E_q z, y] [batch, H, W, C] with y the most probable class."""
+        x = vae.VAE._images(self, inputs)
+        labels = tf.argmax(self.classifier(x), axis=-1, output_type=tf.int32)
+        return self.decode(self.posterior_summary(x, labels)["loc"], labels).mean()
+
+    # --------------------------------------------------------------- bounds
+    def labelled_bound(self, x, labels, eps, features=None):
+        """L(x, y) [batch] with z = mu + sigma * eps; `features` = encoder(x) if known.
+
+        Returns:
+          Dict of [batch] tensors: `bound` L(x, y), `log_likelihood`
+          log p(x|y, z), `kl` KL(q(z|x, y) || p(z)) (closed form).
+        """
+        h = self.encoder(x) if features is None else features
+        q = self.posterior_from_features(h, labels)
+        z = q.mean() + q.stddev() * eps                                # [batch, d], §2.4
+        log_likelihood = self.decode(z, labels).log_prob(x)
+        kl = objectives.kl_divergence(q, self.prior())
+        log_prior_y = -math.log(self.num_classes)
+        return {"bound": log_likelihood + log_prior_y - kl,
+                "log_likelihood": log_likelihood, "kl": kl}
+
+    def class_bounds(self, x, seed):
+        """L(x, y) for every class y, sharing one eps per example: dict of [batch, K]."""
+        k = self.num_classes
+        batch = tf.shape(x)[0]
+        eps = tf.random.stateless_normal([batch, self.latent.latent_size], seed,
+                                         dtype=self.compute_dtype)
+        labels = tf.tile(tf.range(k), [batch])                          # [batch*K]
+        tiled = self.labelled_bound(tf.repeat(x, k, axis=0), labels, tf.repeat(eps, k, axis=0),
+                                    features=tf.repeat(self.encoder(x), k, axis=0))
+        return {key: tf.reshape(value, [batch, k]) for key, value in tiled.items()}
+
+    def unlabelled_terms(self, x, seed):
+        """U(x) [batch] and its rate/distortion split, y summed out exactly.
+
+        distortion = -sum_y q(y|x) log p(x|y, z_y);
+        rate = sum_y q(y|x) KL(q(z|x, y) || p(z)) + KL(q(y|x) || p(y));
+        U = -(distortion + rate) = sum_y q(y|x) L(x, y) + H(q(y|x)).
+        """
+        log_probs = tf.nn.log_softmax(self.classifier(x), axis=-1)     # [batch, K]
+        probs = tf.exp(log_probs)
+        bounds = self.class_bounds(x, seed)
+        entropy = -tf.reduce_sum(probs * log_probs, axis=-1)
+        return {"bound": tf.reduce_sum(probs * bounds["bound"], -1) + entropy,
+                "distortion": -tf.reduce_sum(probs * bounds["log_likelihood"], -1),
+                "rate": tf.reduce_sum(probs * bounds["kl"], -1)
+                        + math.log(self.num_classes) - entropy}
+
+    # ------------------------------------------------------------- objective
+    def objective(self, inputs, seed):
+        """The M2 loss (training batches) or held-out U(x) and accuracy (labelled batches)."""
+        seeds = tf.random.experimental.stateless_split(seed, 2)
+        if isinstance(inputs, dict):
+            x_l, y_l = inputs["labelled"]
+            x_u = inputs["unlabelled"]
+            labelled = self.labelled_bound(x_l, y_l, tf.random.stateless_normal(
+                [tf.shape(x_l)[0], self.latent.latent_size], seeds[0], dtype=self.compute_dtype))
+            labelled_loss = -tf.reduce_mean(labelled["bound"])
+        else:
+            (x_l, y_l), x_u, labelled_loss = inputs, inputs[0], 0.0
+        logits = self.classifier(x_l)
+        classification = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_l, logits=logits))
+        accuracy = tf.reduce_mean(tf.cast(
+            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y_l), tf.float32))
+        unlabelled = self.unlabelled_terms(x_u, seeds[1])
+        elbo = tf.reduce_mean(unlabelled["bound"])
+        return {"loss": labelled_loss - elbo + self.alpha * classification, "elbo": elbo,
+                "rate": tf.reduce_mean(unlabelled["rate"]),
+                "distortion": tf.reduce_mean(unlabelled["distortion"]),
+                "beta": tf.constant(1.0), "accuracy": accuracy,
+                "classification_loss": classification}
+
+    def elbo(self, x, num_samples=1, seed=None):
+        """U(x) [batch]: the ELBO of log p(x) with y summed out, averaged over `num_samples` eps.
+
+        `x`: images [batch, H, W, C] or a batch dict (its labels are ignored).
+        """
+        x = vae.VAE._images(self, x, check_values=True)
+        seed = self._seed(seed, self.eval_seed_generator)
+        repeated = tf.tile(x, [num_samples, 1, 1, 1])                  # [samples*batch, ...]
+        bound = self.unlabelled_terms(repeated, seed)["bound"]
+        return tf.reduce_mean(tf.reshape(bound, [num_samples, -1]), axis=0)
+
+    def log_prob(self, x, num_samples=1000, chunk_size=100, seed=None):
+        """Importance-sampled log p(x) [batch], y summed out exactly (§2.6).
+
+        log p(x) ~= log sum_y p(y) (1/K) sum_k p(x|y, z_k) p(z_k) / q(z_k|x, y),
+        z_k ~ q(z|x, y): K = `num_samples` samples for each of the classes.
+        """
+        x = vae.VAE._images(self, x, check_values=True)
+        k = self.num_classes
+        labels = tf.tile(tf.range(k), [tf.shape(x)[0]])                # [batch*K]
+        log_p_x_given_y = super().log_prob(tf.repeat(x, k, axis=0), labels,
+                                           num_samples=num_samples, chunk_size=chunk_size,
+                                           seed=seed)                  # [batch*K]
+        return tf.reduce_logsumexp(tf.reshape(log_p_x_given_y, [-1, k]), axis=-1) - math.log(k)
+
+    def serving_endpoints(self, chunk_size=100):
+        """`ConditionalVAE`'s encode/decode/sample (with labels), plus classify(x) ->
+        {probs} [n, K], elbo(x, seed) -> U(x), log_prob(x, num_samples, seed) -> log p(x)."""
+        image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
+        seed = tf.TensorSpec([2], tf.int32, name="seed")
+        count = tf.TensorSpec([], tf.int32, name="num_samples")
+        conditional = [e for e in super().serving_endpoints(chunk_size)
+                       if e[0] in ("encode", "decode", "sample")]
+        return conditional + [
+            ("classify", lambda x: {"probs": self.classify(x)}, [image]),
+            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
+            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+                x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
+        ]
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha,
+                "classifier": keras.saving.serialize_keras_object(self.classifier)}

@@ -1,0 +1,55 @@
+"""`beta_vae`: β-VAE (Higgins et al. 2017), optionally with capacity annealing (Burgess et al. 2018).
+
+The reference VAE with loss distortion + β KL, β = 4 by default (`--beta=1`
+is exactly `vae`). `--capacity_max=C` > 0 switches to distortion + γ |KL -
+C(t)|, C(t) rising linearly from 0 to C nats over `--capacity_steps` steps
+(β is then unused).
+
+    python -m zoo.beta_vae --workdir=/tmp/beta_vae --dataset=fashion_mnist --beta=4
+"""
+
+import dataclasses
+
+from tfvae import train
+from tfvae.models import beta_vae
+from zoo import vae
+
+
+@dataclasses.dataclass
+class Config(vae.Config):
+    """The `beta_vae` entry's options: those of `vae`, and
+
+    Attributes:
+      capacity_max: final target KL C_max in nats (0 disables capacity annealing).
+      capacity_steps: steps over which the target KL rises from 0 to C_max.
+      gamma: weight γ of |KL - C(t)| under capacity annealing.
+    """
+
+    beta: float = 4.0
+    capacity_max: float = 0.0
+    capacity_steps: int = 100000
+    gamma: float = 1000.0
+
+    def validate(self):
+        super().validate()
+        if not self.capacity_max >= 0:
+            raise ValueError(f"`capacity_max` must be >= 0. Received: capacity_max={self.capacity_max!r}")
+        if not self.gamma > 0:
+            raise ValueError(f"`gamma` must be > 0. Received: gamma={self.gamma!r}")
+        train._at_least("capacity_steps", self.capacity_steps, 1)
+
+
+def build_model(config, info):
+    """The β-VAE for `config`: the parts `vae.build_model` assembles."""
+    parts = vae.build_model(config, info)
+    return beta_vae.BetaVAE(
+        parts.encoder, parts.decoder, parts.latent, parts.likelihood,
+        capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
+        gamma=config.gamma, analytic_kl=config.analytic_kl, beta=config.beta,
+        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
+        free_bits_groups=config.free_bits_groups, seed=config.seed, name="beta_vae")
+
+
+if __name__ == "__main__":
+    from zoo import common
+    common.main_for(__name__)

@@ -1,0 +1,79 @@
+"""`python -m zoo.gradients --workdir=DIR`: variance of the encoder's ELBO gradient estimators.
+
+Loads a trained entry's `DIR/model.keras` and one minibatch of its dataset
+(the split binarized once, as in evaluation) and measures, per encoder
+parameter, the variance of the reparameterization (book §2.4), score-function
+(REINFORCE, §2.9.1) and baselined score-function gradient estimators of the
+minibatch ELBO (`tfvae.diagnostics`). Prints a table, then one JSON line
+with the mean per-parameter variances and their ratios to the
+reparameterization estimator's.
+
+    python -m zoo.gradients --workdir=bench_runs/fashion_mnist/vae
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_string("workdir", None, "A trained zoo entry's workdir (config.json, model.keras).")
+flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split of the minibatch.")
+flags.DEFINE_integer("batch_size", 100, "Examples in the minibatch (the ELBO is their mean).")
+flags.DEFINE_integer("num_draws", 200, "Independent draws of each estimator.")
+flags.DEFINE_integer("baseline_samples", 8, "Draws of z' averaged into the control variate.")
+flags.DEFINE_integer("seed", 0, "Seed of the estimators' draws.")
+flags.mark_flag_as_required("workdir")
+FLAGS = flags.FLAGS
+
+
+def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_samples=8, seed=0):
+    """Returns the JSON-able result dict for a trained workdir (see module docstring)."""
+    import keras
+    import tfvae  # noqa: F401  (registers the model classes with Keras)
+    from tfvae import data as data_lib
+    from tfvae import diagnostics
+    from tfvae import train
+
+    config_path = os.path.join(workdir, "config.json")
+    model_path = os.path.join(workdir, "model.keras")
+    if not (os.path.exists(config_path) and os.path.exists(model_path)):
+        raise ValueError(f"The workdir needs config.json and model.keras (a finished run). "
+                         f"Received: workdir={workdir!r}")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    binarize = "none" if config["binarize"] == "none" else "static"
+    dataset = data_lib.make_dataset(
+        config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
+        data_dir=config["data_dir"] or None, download=config["download"])
+    x = next(iter(dataset))["image"]
+    model = keras.saving.load_model(model_path)
+    statistics = diagnostics.gradient_statistics(model, x, num_draws=num_draws, seed=seed,
+                                                 baseline_samples=baseline_samples)
+    return {"workdir": workdir, "dataset": config["dataset"], "split": split,
+            "batch_size": int(x.shape[0]), "num_draws": num_draws,
+            "baseline_samples": baseline_samples, **diagnostics.summarize(statistics)}
+
+
+def table(result):
+    """The result as a plain-text table (one row per estimator)."""
+    lines = [f"{'estimator':<26} {'mean variance':>14} {'ratio':>9} {'mean grad^2':>12}"]
+    for name, row in result["estimators"].items():
+        lines.append(f"{name:<26} {row['mean_variance']:>14.4g} {row['variance_ratio']:>9.1f} "
+                     f"{row['mean_squared_gradient']:>12.4g}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    result = measure(FLAGS.workdir, FLAGS.split, FLAGS.batch_size, FLAGS.num_draws,
+                     FLAGS.baseline_samples, FLAGS.seed)
+    sys.stdout.write(table(result) + "\n" + json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,50 @@
+"""`vamp_vae`: the reference VAE with the VampPrior (Tomczak & Welling 2018).
+
+p(z) = (1/K) sum_k q(z|u_k) over K = 500 learned pseudo-inputs u_k
+(`--num_pseudo_inputs`); Monte-Carlo KL; everything else as `vae`.
+
+    python -m zoo.vamp_vae --workdir=/tmp/vamp_vae --dataset=fashion_mnist
+"""
+
+import dataclasses
+
+from tfvae import train
+from tfvae import vamp
+from tfvae.models import vamp_vae
+from zoo import vae
+
+
+@dataclasses.dataclass
+class Config(vae.Config):
+    """The `vamp_vae` entry's options: those of `vae` (`prior` must stay standard_normal), and
+
+    Attributes:
+      num_pseudo_inputs: K, the number of learned pseudo-inputs of the VampPrior.
+    """
+
+    analytic_kl: bool = False
+    num_pseudo_inputs: int = 500
+
+    def validate(self):
+        super().validate()
+        train._at_least("num_pseudo_inputs", self.num_pseudo_inputs, 1)
+        if self.prior != "standard_normal":
+            raise ValueError("The VampPrior is the prior of `vamp_vae`; --prior does not apply. "
+                             f"Received: prior={self.prior!r}")
+
+
+def build_model(config, info):
+    """The VampVAE for `config`: the parts `vae.build_model` assembles and the VampPrior."""
+    parts = vae.build_model(config, info)
+    prior = vamp.VampPrior(config.num_pseudo_inputs, tuple(info.image_shape), seed=config.seed,
+                           name="vamp_prior")
+    return vamp_vae.VampVAE(
+        parts.encoder, parts.decoder, parts.latent, parts.likelihood, vamp_prior=prior,
+        analytic_kl=config.analytic_kl, beta=config.beta,
+        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
+        free_bits_groups=config.free_bits_groups, seed=config.seed, name="vamp_vae")
+
+
+if __name__ == "__main__":
+    from zoo import common
+    common.main_for(__name__)
