@@ -133,22 +133,30 @@ def startup():
     return "\n".join(lines) + "\n"
 
 
+def _provenance(result, curve):
+    """"`command` — date" of one curve (older files kept them at the top level)."""
+    part = result[curve]
+    return f"`{part.get('command', result.get('command'))}` — {part.get('date', result.get('date'))}"
+
+
 def scaling():
     r = _load("scaling.json")
     if not r:
         return "(no bench/results/scaling.json yet)\n"
-    out = [f"`{r['command']}` — {r['date']}", "",
+    out = [_provenance(r, 'batch_size'), "",
            "| batch size | examples/s | GFLOP/s | efficiency |", "|---|---|---|---|"]
     out += [f"| {x['batch_size']} | {x['examples_per_sec']:.0f} | {x['gflops']:.1f} "
             f"| {x['efficiency']:.2f} |" for x in r["batch_size"]["rows"]]
     fit = r["k"]["fit_k_ge_100"]
-    out += ["", f"IS log p(x) of `vae` over {r['k']['n']} test images "
+    out += ["", _provenance(r, 'k'), "",
+            f"IS log p(x) of `vae` over {r['k']['n']} test images "
             f"(K ≥ 100: {fit['slope'] * 1000:.2f} s per 1000 samples, R² = {fit['r2']:.4f}):", "",
             "| K | seconds | log p(x) | peak RSS, MiB |", "|---|---|---|---|"]
     out += [f"| {x['k']} | {x['seconds']:.2f} | {_num(x['log_likelihood'])} "
             f"| {x['peak_rss_mib']:.0f} |" for x in r["k"]["rows"]]
     fit = r["flow_length"]["fit"]
-    out += ["", f"`vae_iaf` training, {r['flow_length']['examples']} examples per epoch "
+    out += ["", _provenance(r, 'flow_length'), "",
+            f"`vae_iaf` training, {r['flow_length']['examples']} examples per epoch "
             f"({fit['slope']:.2f} s per IAF step, R² = {fit['r2']:.4f}):", "",
             "| IAF steps | seconds/epoch | examples/s | MFLOP/example |", "|---|---|---|---|"]
     out += [f"| {x['num_flows']} | {x['epoch_seconds']:.2f} | {x['examples_per_sec']:.0f} "

@@ -40,6 +40,10 @@ flags.DEFINE_list("ks", ["1", "10", "100", "1000", "5000"], "Importance-sample c
 flags.DEFINE_list("flow_lengths", ["1", "2", "4", "8"], "IAF steps.")
 flags.DEFINE_integer("examples", 25600, "Training examples per timed epoch.")
 flags.DEFINE_integer("eval_examples", 500, "Test images for the K curve.")
+flags.DEFINE_list("curves", ["k", "batch_size", "flow_length"],
+                  "Curves to measure, in this order; the others are kept from an existing "
+                  "scaling.json. The K curve goes first: the peak RSS it records is the "
+                  "process's, so it must not follow the training curves.")
 FLAGS = flags.FLAGS
 
 
@@ -119,13 +123,26 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)
     ints = lambda items: [int(v) for v in items]  # noqa: E731
-    result = {"batch_size": batch_curve(ints(FLAGS.batch_sizes), FLAGS.examples),
-              "k": k_curve(FLAGS.workdir, ints(FLAGS.ks), FLAGS.eval_examples),
-              "flow_length": flow_curve(ints(FLAGS.flow_lengths), FLAGS.examples),
-              "command": " ".join(["python", "-m", "bench.scaling"] + sys.argv[1:]),
-              "date": time.strftime("%Y-%m-%d")}
+    measure = {"k": lambda: k_curve(FLAGS.workdir, ints(FLAGS.ks), FLAGS.eval_examples),
+               "batch_size": lambda: batch_curve(ints(FLAGS.batch_sizes), FLAGS.examples),
+               "flow_length": lambda: flow_curve(ints(FLAGS.flow_lengths), FLAGS.examples)}
+    unknown = set(FLAGS.curves) - set(measure)
+    if unknown:
+        raise app.UsageError(f"Unknown curves {sorted(unknown)}; choose from {sorted(measure)}.")
+    path = os.path.join(FLAGS.out_dir, "scaling.json")
+    result = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    command = " ".join(["python", "-m", "bench.scaling"] + sys.argv[1:])
+    for curve in FLAGS.curves:
+        result[curve] = {**measure[curve](), "command": command,
+                         "date": time.strftime("%Y-%m-%d")}
+    missing = set(measure) - set(result)
+    if missing:
+        raise app.UsageError(f"scaling.json lacks the curves {sorted(missing)}: measure them.")
     os.makedirs(FLAGS.out_dir, exist_ok=True)
-    train.write_json_atomic(os.path.join(FLAGS.out_dir, "scaling.json"), result)
+    train.write_json_atomic(path, result)
     rows = result["batch_size"]["rows"]
     plot(os.path.join(FLAGS.out_dir, "scaling_batch_size.png"), [r["batch_size"] for r in rows],
          [r["examples_per_sec"] for r in rows], "batch size", "examples/s (vae)", logx=True)
