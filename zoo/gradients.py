@@ -19,13 +19,6 @@ from absl import app
 from absl import flags
 from absl import logging
 
-flags.DEFINE_string("workdir", None, "A trained zoo entry's workdir (config.json, model.keras).")
-flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split of the minibatch.")
-flags.DEFINE_integer("batch_size", 100, "Examples in the minibatch (the ELBO is their mean).")
-flags.DEFINE_integer("num_draws", 200, "Independent draws of each estimator.")
-flags.DEFINE_integer("baseline_samples", 8, "Draws of z' averaged into the control variate.")
-flags.DEFINE_integer("seed", 0, "Seed of the estimators' draws.")
-flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
 
 
@@ -75,5 +68,18 @@ def main(argv):
     sys.stdout.write(table(result) + "\n" + json.dumps(result) + "\n")
 
 
+def define_flags():
+    """The command's flags, defined only when it runs as a program: the library functions
+    above stay importable beside other entry points (zoo.evaluate defines `--workdir` too)."""
+    flags.DEFINE_string("workdir", None, "A trained zoo entry's workdir (config.json, model.keras).")
+    flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split of the minibatch.")
+    flags.DEFINE_integer("batch_size", 100, "Examples in the minibatch (the ELBO is their mean).")
+    flags.DEFINE_integer("num_draws", 200, "Independent draws of each estimator.")
+    flags.DEFINE_integer("baseline_samples", 8, "Draws of z' averaged into the control variate.")
+    flags.DEFINE_integer("seed", 0, "Seed of the estimators' draws.")
+    flags.mark_flag_as_required("workdir")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
