@@ -149,6 +149,14 @@ class DiscretizedLogisticMixtureDistribution(tfd.Distribution):
         return bins / (self._num_bins - 1)
 
 
+def _check_min_log_scale(min_log_scale):
+    """Returns `min_log_scale` as a float (or None) or raises ValueError."""
+    if min_log_scale is not None and not math.isfinite(float(min_log_scale)):
+        raise ValueError(f"`min_log_scale` must be finite or None. "
+                         f"Received: min_log_scale={min_log_scale!r}")
+    return None if min_log_scale is None else float(min_log_scale)
+
+
 def _check_int(value, name, low):
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
         raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
@@ -175,10 +183,7 @@ class DiscretizedLogisticMixture(families.Family):
         super().__init__(event_shape)
         self.num_components = _check_int(num_components, "num_components", 1)
         self.num_bins = _check_int(num_bins, "num_bins", 2)
-        if min_log_scale is not None and not math.isfinite(float(min_log_scale)):
-            raise ValueError(f"`min_log_scale` must be finite or None. "
-                             f"Received: min_log_scale={min_log_scale!r}")
-        self.min_log_scale = None if min_log_scale is None else float(min_log_scale)
+        self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
     def _per_element(self):
@@ -223,10 +228,7 @@ class DiscretizedLogistic(families.Family):
     def __init__(self, event_shape, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
         self.num_bins = _check_int(num_bins, "num_bins", 2)
-        if min_log_scale is not None and not math.isfinite(float(min_log_scale)):
-            raise ValueError(f"`min_log_scale` must be finite or None. "
-                             f"Received: min_log_scale={min_log_scale!r}")
-        self.min_log_scale = None if min_log_scale is None else float(min_log_scale)
+        self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
     def params_size(self):

@@ -170,12 +170,7 @@ class ConditionalVAE(vae.VAE):
         x, labels = inputs
         q = self.encode(x, labels)
         p = self.prior()
-        if self.analytic_kl:
-            z = q.sample(num_samples, seed=seed)                     # [samples, batch, d]
-            kl = objectives.kl_divergence(q, p)                      # [batch]
-        else:
-            z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
-            kl = log_q - p.log_prob(z)                               # [samples, batch]
+        z, kl = self.sample_and_kl(q, p, num_samples, seed)
         log_likelihood = self.decode(z, labels).log_prob(x)          # [samples, batch]
         return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
 

@@ -201,16 +201,18 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
         """
         q = self.encode(x)
         p = self.prior()
-        if self.analytic_kl:
-            z = q.sample(num_samples, seed=seed)                     # [samples, batch, d]
-            kl = objectives.kl_divergence(q, p)                      # [batch]
-        else:
-            # The density of a flow's own samples comes from the forward
-            # log-det (§3.2.2): no inverse of the flow is needed.
-            z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
-            kl = log_q - p.log_prob(z)                               # [samples, batch]
+        z, kl = self.sample_and_kl(q, p, num_samples, seed)
         log_likelihood = self.decode(z).log_prob(x)                  # [samples, batch]
         return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
+
+    def sample_and_kl(self, q, p, num_samples, seed):
+        """z ~ q [samples, batch, d] and KL(q || p): analytic [batch] or MC [samples, batch]."""
+        if self.analytic_kl:
+            return q.sample(num_samples, seed=seed), objectives.kl_divergence(q, p)
+        # The density of a flow's own samples comes from the forward
+        # log-det (§3.2.2): no inverse of the flow is needed.
+        z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
+        return z, log_q - p.log_prob(z)
 
     def kl_weight(self):
         """beta times the warm-up factor at the optimizer's current step."""
