@@ -40,6 +40,35 @@ def test_prior_log_density_is_the_explicit_mixture():
     assert model.prior().sample(6, seed=tf.constant([1, 2])).shape == (6, LATENT)
 
 
+@pytest.mark.parametrize("scale", [1e-3, 0.1, 3.0])
+def test_matmul_log_density_equals_the_broadcast_mixture(scale):
+    """DiagonalGaussianMixture.log_prob (and its gradient) = MixtureSameFamily's, tiny scales too."""
+    rng = np.random.default_rng(3)
+    loc = tf.constant(rng.normal(size=(K, LATENT)) * 3, tf.float32)
+    scales = tf.constant(scale * np.exp(rng.normal(size=(K, LATENT)) * 0.3), tf.float32)
+    # Points near the components (where the expansion cancels most) and far away.
+    z = tf.constant(np.concatenate([loc.numpy()[None] + scale * rng.normal(size=(2, K, LATENT)),
+                                    rng.normal(size=(2, K, LATENT)) * 5]), tf.float32)
+
+    def log_probs(mixture_class):
+        with tf.GradientTape() as tape:
+            tape.watch([loc, scales])
+            posterior = vamp.tfd.MultivariateNormalDiag(loc, scales)
+            mixture = vamp.tfd.Categorical(logits=tf.zeros([K]))
+            value = mixture_class(mixture, posterior).log_prob(z)
+            total = tf.reduce_sum(value)
+        return value, tape.gradient(total, [loc, scales])
+
+    fast, fast_grads = log_probs(vamp.DiagonalGaussianMixture)
+    slow, slow_grads = log_probs(vamp.tfd.MixtureSameFamily)
+    assert fast.shape == z.shape[:-1]
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
+    for a, b in zip(fast_grads, slow_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    assert isinstance(vamp.VampPrior.distribution(vamp.tfd.MultivariateNormalDiag(loc, scales)),
+                      vamp.DiagonalGaussianMixture)
+
+
 def test_training_moves_the_pseudo_inputs():
     model, x = _model()
     model.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)

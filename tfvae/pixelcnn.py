@@ -19,6 +19,8 @@ parallel (teacher-forced) pass; `sample` and the deterministic `mean` (the
 greedy decode, see there) run H * W passes in a `tf.while_loop`, in graph.
 """
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -183,33 +185,16 @@ class AutoregressiveBernoulli(tfd.Autoregressive):
     of an autoregressive model has no closed form.
     """
 
+    def _row_probs(self, x, row):
+        """p(x_(row, c) = 1 | x_<(row, c)) for every column c: [..., W, 1]."""
+        return _row_probs(self._pixelcnn, x, self._context, row)
+
     def _fill(self, n, seed):
         """Fills the pixels in raster order: sampled (seed given) or greedy (seed None)."""
         x = tf.zeros(tf.concat([[n], tf.shape(self._sample0)], 0), self._sample0.dtype)
-        height, width = self._sample0.shape[-3], self._sample0.shape[-2]
-        rows = tf.eye(height, dtype=x.dtype)[:, :, tf.newaxis, tf.newaxis]     # [H, H, 1, 1]
-        columns = tf.eye(width, dtype=x.dtype)[:, :, tf.newaxis]               # [W, W, 1]
-
-        def body(i, x):
-            row, column = i // width, i % width
-            probs = self._row_probs(x, row)                                    # [..., W, 1]
-            if seed is None:
-                value = tf.cast(probs > 0.5, x.dtype)
-            else:
-                noise = tf.random.stateless_uniform(
-                    tf.shape(probs), tf.random.experimental.stateless_fold_in(seed, i),
-                    dtype=x.dtype)
-                value = tf.cast(noise < probs, x.dtype)
-            mask = rows[row] * columns[column]                                 # [H, W, 1], one pixel
-            filled = x * (1.0 - mask) + value[..., tf.newaxis, :, :] * mask
-            filled.set_shape(x.shape)    # the broadcasts inside lost the static shape
-            return i + 1, filled
-
-        def loop(x):
-            return tf.while_loop(lambda i, _: i < height * width, body, (tf.constant(0), x))[1]
-
-        # One XLA-compiled loop: H * W small passes fused (and not an eager Python loop).
-        return tf.function(loop, jit_compile=True)(x)
+        greedy = seed is None
+        seed = tf.zeros([2], tf.int32) if greedy else seed
+        return _compiled_fill(self._pixelcnn)(x, self._context, seed, greedy)
 
     def _sample_n(self, n, seed=None):
         return self._fill(n, tf.cast(tfp.random.sanitize_seed(seed), tf.int32))
@@ -217,6 +202,68 @@ class AutoregressiveBernoulli(tfd.Autoregressive):
     def _mean(self):
         greedy = self._fill(1, None)[0]
         return self.distribution_fn(greedy).distribution.probs_parameter()
+
+
+def _logits(pixelcnn, x, ctx):
+    """PixelCNN logits for images x [..., h, W, 1] (maybe extra leading axes), ctx [..., h, W, C]."""
+    x = tf.convert_to_tensor(x, ctx.dtype)
+    shape = tf.broadcast_dynamic_shape(tf.shape(x)[:-3], tf.shape(ctx)[:-3])
+    images = tf.broadcast_to(x, tf.concat([shape, tf.shape(x)[-3:]], 0))
+    ctx = tf.broadcast_to(ctx, tf.concat([shape, tf.shape(ctx)[-3:]], 0))
+    out = pixelcnn([tf.reshape(images, tf.concat([[-1], tf.shape(x)[-3:]], 0)),
+                    tf.reshape(ctx, tf.concat([[-1], tf.shape(ctx)[-3:]], 0))])
+    return tf.reshape(out, tf.concat([shape, tf.shape(x)[-3:]], 0))
+
+
+def _row_probs(pixelcnn, x, context, row):
+    """The rows r - R .. r decide row r exactly (the window lies inside the image)."""
+    height = context.shape[-3]
+    window = min(pixelcnn.rows_above + 1, height)
+    start = tf.clip_by_value(row - pixelcnn.rows_above, 0, height - window)
+    rows = start + tf.range(window)                                        # static size for XLA
+    window_logits = _logits(pixelcnn, tf.gather(x, rows, axis=-3),
+                            tf.gather(context, rows, axis=-3))
+    return tf.sigmoid(tf.gather(window_logits, row - start, axis=-3))       # [..., W, 1]
+
+
+def _fill_pixels(pixelcnn, x, context, seed, greedy):
+    """Fills x [n, ..., H, W, 1] pixel by pixel in one `tf.while_loop`."""
+    height, width = context.shape[-3], context.shape[-2]
+    rows = tf.eye(height, dtype=x.dtype)[:, :, tf.newaxis, tf.newaxis]     # [H, H, 1, 1]
+    columns = tf.eye(width, dtype=x.dtype)[:, :, tf.newaxis]               # [W, W, 1]
+
+    def body(i, x):
+        row, column = i // width, i % width
+        probs = _row_probs(pixelcnn, x, context, row)                      # [..., W, 1]
+        if greedy:
+            value = tf.cast(probs > 0.5, x.dtype)
+        else:
+            noise = tf.random.stateless_uniform(
+                tf.shape(probs), tf.random.experimental.stateless_fold_in(seed, i), dtype=x.dtype)
+            value = tf.cast(noise < probs, x.dtype)
+        mask = rows[row] * columns[column]                                 # [H, W, 1], one pixel
+        filled = x * (1.0 - mask) + value[..., tf.newaxis, :, :] * mask
+        filled.set_shape(x.shape)    # the broadcasts inside lost the static shape
+        return i + 1, filled
+
+    return tf.while_loop(lambda i, _: i < height * width, body, (tf.constant(0), x))[1]
+
+
+# One XLA-compiled fill per PixelCNN layer, kept across calls so that repeated
+# eager `sample()` / `mean()` calls reuse the compiled loop instead of
+# recompiling it (a new `tf.function` per call would trace and compile anew).
+_COMPILED_FILLS = weakref.WeakKeyDictionary()
+
+
+def _compiled_fill(pixelcnn):
+    if pixelcnn not in _COMPILED_FILLS:
+        layer = weakref.ref(pixelcnn)    # the cached function must not keep the layer alive
+
+        def fill(x, context, seed, greedy):
+            return _fill_pixels(layer(), x, context, seed, greedy)
+
+        _COMPILED_FILLS[pixelcnn] = tf.function(fill, jit_compile=True)
+    return _COMPILED_FILLS[pixelcnn]
 
 
 def make_autoregressive_bernoulli(pixelcnn, context, image_shape):
@@ -232,33 +279,17 @@ def make_autoregressive_bernoulli(pixelcnn, context, image_shape):
     """
     context = tf.convert_to_tensor(context)
     image_shape = tuple(int(d) for d in image_shape)
-    height = image_shape[0]
-    batch = tf.shape(context)[:-3]
-
-    def logits(x, ctx):
-        """PixelCNN logits for images x [..., h, W, 1] (maybe extra leading axes), ctx [..., h, W, C]."""
-        x = tf.convert_to_tensor(x, context.dtype)
-        shape = tf.broadcast_dynamic_shape(tf.shape(x)[:-3], tf.shape(ctx)[:-3])
-        images = tf.broadcast_to(x, tf.concat([shape, tf.shape(x)[-3:]], 0))
-        ctx = tf.broadcast_to(ctx, tf.concat([shape, tf.shape(ctx)[-3:]], 0))
-        out = pixelcnn([tf.reshape(images, tf.concat([[-1], tf.shape(x)[-3:]], 0)),
-                        tf.reshape(ctx, tf.concat([[-1], tf.shape(ctx)[-3:]], 0))])
-        return tf.reshape(out, tf.concat([shape, tf.shape(x)[-3:]], 0))
+    if tuple(context.shape[-3:-1]) != image_shape[:2]:
+        raise ValueError(f"The context map's height and width {tuple(context.shape[-3:-1])} "
+                         f"must equal the image's {image_shape[:2]}.")
 
     def distribution_fn(x):
-        return tfd.Independent(tfd.Bernoulli(logits=logits(x, context), dtype=context.dtype),
+        return tfd.Independent(tfd.Bernoulli(logits=_logits(pixelcnn, x, context),
+                                             dtype=context.dtype),
                                reinterpreted_batch_ndims=3)
 
-    window = min(pixelcnn.rows_above + 1, height)
-
-    def row_probs(x, row):
-        # The rows r - R .. r decide row r exactly (the window lies inside the image).
-        start = tf.clip_by_value(row - pixelcnn.rows_above, 0, height - window)
-        rows = start + tf.range(window)                                        # static size for XLA
-        window_logits = logits(tf.gather(x, rows, axis=-3), tf.gather(context, rows, axis=-3))
-        return tf.sigmoid(tf.gather(window_logits, row - start, axis=-3))       # [..., W, 1]
-
-    sample0 = tf.zeros(tf.concat([batch, image_shape], 0), context.dtype)
+    sample0 = tf.zeros(tf.concat([tf.shape(context)[:-3], image_shape], 0), context.dtype)
     dist = AutoregressiveBernoulli(distribution_fn, sample0=sample0, num_steps=1)
-    dist._row_probs = row_probs
+    dist._pixelcnn = pixelcnn
+    dist._context = context
     return dist
