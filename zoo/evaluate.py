@@ -15,6 +15,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from zoo import workdirs
+
 flags.DEFINE_string("workdir", None, "A zoo entry's workdir (holds config.json and model.keras).")
 flags.DEFINE_integer("num_samples", 1000, "K, importance samples per example (0 skips log p(x)).")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
@@ -56,20 +58,9 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
     """Returns the evaluation dict for a trained workdir (see module docstring)."""
     import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
-    from tfvae import data as data_lib
     from tfvae import evaluation
-    from tfvae import train
 
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-        raise ValueError(f"No config.json in the workdir; train an entry there first. "
-                         f"Received: workdir={workdir!r}")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    binarize = "none" if config["binarize"] == "none" else "static"
-    dataset = data_lib.make_dataset(
-        config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
-        data_dir=data_dir or config["data_dir"] or None, download=config["download"])
+    config, dataset = workdirs.workdir_dataset(workdir, split, batch_size, data_dir)
     if use_saved_model:
         elbo_fn, log_prob_fn = _saved_model_functions(os.path.join(workdir, "saved_model"),
                                                        num_samples)

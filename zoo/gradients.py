@@ -26,21 +26,14 @@ def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_sampl
     """Returns the JSON-able result dict for a trained workdir (see module docstring)."""
     import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
-    from tfvae import data as data_lib
     from tfvae import diagnostics
-    from tfvae import train
+    from zoo import workdirs
 
-    config_path = os.path.join(workdir, "config.json")
     model_path = os.path.join(workdir, "model.keras")
-    if not (os.path.exists(config_path) and os.path.exists(model_path)):
+    if not os.path.exists(model_path):
         raise ValueError(f"The workdir needs config.json and model.keras (a finished run). "
                          f"Received: workdir={workdir!r}")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    binarize = "none" if config["binarize"] == "none" else "static"
-    dataset = data_lib.make_dataset(
-        config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
-        data_dir=config["data_dir"] or None, download=config["download"])
+    config, dataset = workdirs.workdir_dataset(workdir, split, batch_size)
     x = next(iter(dataset))["image"]
     model = keras.saving.load_model(model_path)
     statistics = diagnostics.gradient_statistics(model, x, num_draws=num_draws, seed=seed,

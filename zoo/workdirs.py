@@ -1,0 +1,29 @@
+"""What a finished zoo run left in its workdir, read back (no flags: safe to import anywhere)."""
+
+import json
+import os
+
+
+def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
+    """(config dict, held-out dataset) of a trained workdir, as its run evaluated it.
+
+    The images are binarized the way the run's evaluation saw them (a fixed
+    binarization for `dynamic`/`static`, none for `none`).
+
+    Raises:
+      ValueError: the workdir has no config.json.
+    """
+    from tfvae import data as data_lib
+    from tfvae import train
+
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"No config.json in the workdir; train an entry there first. "
+                         f"Received: workdir={workdir!r}")
+    with open(config_path, encoding="utf-8") as f:
+        config = json.load(f)
+    binarize = "none" if config["binarize"] == "none" else "static"
+    dataset = data_lib.make_dataset(
+        config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
+        data_dir=data_dir or config["data_dir"] or None, download=config["download"])
+    return config, dataset
