@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=bench/results
-"$PY" -m bench.throughput --entry=vae,vae_iaf,iwae --vs-peer --steps=200 --json --out=$OUT/throughput.json
-"$PY" -m bench.throughput --entry=hvae --steps=200 --json --out=$OUT/throughput.json
+"$PY" -m bench.throughput --entry=vae,vae_iaf,iwae --vs-peer --steps=200 --repeats=5 --json --out=$OUT/throughput.json
+"$PY" -m bench.throughput --entry=hvae --steps=200 --repeats=5 --json --out=$OUT/throughput.json
 "$PY" -m bench.throughput --entry=vae --pipeline=live --steps=200 --json --out=$OUT/throughput_live.json
 "$PY" -m bench.eval_speed --workdir=bench_runs/fashion_mnist/vae --num_samples=1000 \
     --max_examples=2000 --out=$OUT/eval_speed.json
