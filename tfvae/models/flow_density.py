@@ -61,6 +61,8 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
         self.built = True
 
     def _flat(self, data):
+        if isinstance(data, (tuple, list)):       # fit(x=array) / train_on_batch give (x,)
+            data = data[0]
         x = data["image"] if isinstance(data, dict) else data
         x = tf.convert_to_tensor(x, self.compute_dtype)
         if tuple(x.shape[1:]) != self.image_shape:
