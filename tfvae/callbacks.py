@@ -18,6 +18,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     The model, its optimizer and the loop's own state (epochs done, best
     metric, epochs without improvement) go into one `tf.train.Checkpoint`.
+    The model's variables are saved by path (`model_variables`), every one
+    of them: TensorFlow's object graph does not see Keras 3 layers held in
+    Python lists (hierarchical stacks, flow steps), so `model=` alone missed
+    their non-trainable state (weight norm's "initialized" flags, whose loss
+    re-ran the data-dependent init on resume) and the "best" checkpoint
+    missed their weights.
     `tf.train.CheckpointManager` writes the files first and the index last,
     so a run killed while saving resumes from the previous complete epoch: no
     finished epoch is lost. Early stopping follows the book's A.3: stop when
@@ -51,9 +57,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._managers = None
 
     def _make_managers(self, model):
-        state = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=self.epoch,
+        variables = model_variables(model)
+        state = tf.train.Checkpoint(model=model, model_variables=variables,
+                                    optimizer=model.optimizer, epoch=self.epoch,
                                     best=self.best, wait=self.wait)
-        best = tf.train.Checkpoint(model=model)
+        best = tf.train.Checkpoint(model=model, model_variables=variables)
         self._managers = (
             tf.train.CheckpointManager(state, os.path.join(self.directory, "last"),
                                        max_to_keep=self.max_to_keep),
@@ -72,7 +80,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._make_managers(model)
         last = self._managers[0].latest_checkpoint
         if last:
-            self._managers[0].checkpoint.restore(last).assert_existing_objects_matched()
+            _restore(self._managers[0].checkpoint, last)
             logging.info("Resumed from %s: %d epoch(s) done, best %s = %s.", last,
                          int(self.epoch.numpy()), self.monitor, float(self.best.numpy()))
         if self.patience and int(self.wait.numpy()) >= self.patience:
@@ -107,10 +115,44 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         """Loads the best epoch's weights (if any) into the model; returns the path."""
         best = self._managers[1].latest_checkpoint
         if best:
-            self._managers[1].checkpoint.restore(best).assert_existing_objects_matched()
+            _restore(self._managers[1].checkpoint, best)
             logging.info("Restored the best weights (%s = %.4f) from %s.", self.monitor,
                          float(self.best.numpy()), best)
         return best
+
+
+def model_variables(model):
+    """{key: variable} for every variable of `model` (trainable or not).
+
+    The key is the variable's path; paths that repeat (e.g. the same layer
+    name in several cells) get "#1", "#2", ... in the model's (deterministic)
+    variable order.
+    """
+    variables = {}
+    for variable in model.variables:
+        key = base = variable.path.replace("/", ".")
+        count = 0
+        while key in variables:
+            count += 1
+            key = f"{base}#{count}"
+        variables[key] = variable
+    return variables
+
+
+def _restore(checkpoint, path):
+    """Restores `path` into `checkpoint`, requiring every model variable when it has them.
+
+    Checkpoints written before variables were saved by path (no
+    `model_variables` entry) restore what they hold, with a warning.
+    """
+    saved = tf.train.list_variables(path)
+    status = checkpoint.restore(path)
+    if any(name.startswith("model_variables/") for name, _ in saved):
+        status.assert_existing_objects_matched()
+    else:
+        status.expect_partial()
+        logging.warning("%s predates per-variable checkpoints: non-trainable state of layers "
+                        "held in lists (e.g. weight norm's init flags) was not saved in it.", path)
 
 
 class SkippedStepGuard(keras.callbacks.Callback):
