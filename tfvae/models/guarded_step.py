@@ -77,3 +77,20 @@ def update_metrics(trackers, values, finite):
         # A skipped step must not turn the epoch's averages into NaN.
         trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
     trackers["skipped_steps"].update_state((1.0 - weight) / num_replicas())
+
+
+def held_out_step(model, data):
+    """The shared `test_step` of the ELBO models: objective on held-out data, skip counter left out.
+
+    Args:
+      model: a model with `_images`, `objective(x, seed)`, `_seed`,
+        `eval_seed_generator`, `_trackers` and `metrics` (VAE, HierarchicalVAE).
+      data: the batch as `fit`/`evaluate` hand it over.
+
+    Returns:
+      {metric name: value} of every metric except `skipped_steps`.
+    """
+    x = model._images(data)                                   # pylint: disable=protected-access
+    values = model.objective(x, model._seed(None, model.eval_seed_generator))  # pylint: disable=protected-access
+    update_metrics(model._trackers, values, tf.math.is_finite(values["loss"]))  # pylint: disable=protected-access
+    return {m.name: m.result() for m in model.metrics if m.name != "skipped_steps"}

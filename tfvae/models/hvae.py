@@ -266,10 +266,7 @@ class HierarchicalVAE(example_model.ExampleModelMixin, keras.Model):
 
     @_plain_python
     def test_step(self, data):
-        x = self._images(data)
-        values = self.objective(x, self._seed(None, self.eval_seed_generator))
-        guarded_step.update_metrics(self._trackers, values, tf.math.is_finite(values["loss"]))
-        return {m.name: m.result() for m in self.metrics if m.name != "skipped_steps"}
+        return guarded_step.held_out_step(self, data)
 
     def get_config(self):
         return {**super().get_config(),
