@@ -130,3 +130,64 @@ def test_classifier_beats_chance_on_digits_with_100_labels():
     labels = np.concatenate([b["label"].numpy() for b in batches])
     accuracy = np.mean(probs.argmax(-1) == labels)
     assert accuracy > 0.6, accuracy                                # chance is 0.1 on ten classes
+
+
+@pytest.fixture(scope="module")
+def m1_workdir(tmp_path_factory):
+    """A small M1 (an unsupervised `zoo.vae`) trained on digits."""
+    from tfvae import train
+    from zoo import vae as vae_entry
+    workdir = str(tmp_path_factory.mktemp("m1"))
+    config = vae_entry.Config(dataset="digits", latent_size=6, hidden_units=(64,), epochs=40,
+                              batch_size=64, export=False, image_summaries=False,
+                              jit_compile=False, eval_num_samples=10)
+    train.run(config, vae_entry.build_model, workdir)
+    return workdir
+
+
+def test_m1_features_are_posterior_draws_for_training_and_means_held_out(m1_workdir):
+    from tfvae import m1_features
+    from tfvae import train
+    config = m2_entry.Config(dataset="digits", num_labels=100, batch_size=64,
+                             m1_workdir=m1_workdir)
+    config.validate()
+    assert config.dataset_info().image_shape == (1, 1, 6)
+    m1 = config.m1()
+    train_ds, _, test_ds = config.datasets()
+    # Held out: the posterior mean, the same in every pass.
+    raw = next(iter(data_lib.make_dataset("digits", "test", 64, binarize="static",
+                                          seed=train.EVAL_BINARIZE_SEED)))
+    held_out = next(iter(test_ds))
+    np.testing.assert_array_equal(held_out["label"], raw["label"])
+    expected = m1.posterior_summary(raw["image"])["loc"].numpy()
+    np.testing.assert_allclose(held_out["image"].numpy().reshape(64, 6), expected, atol=1e-5)
+    np.testing.assert_array_equal(next(iter(test_ds))["image"], held_out["image"])
+    # Training: draws z ~ q(z|x), standardized by q's moments N(0, 1); every epoch draws again.
+    x = tf.repeat(raw["image"][:4], 500, axis=0)
+    q = m1.posterior_summary(x)
+    z = m1_features.features(m1, x, sample=True, seed=tf.constant([1, 2])).numpy().reshape(-1, 6)
+    noise = (z - q["loc"].numpy()) / q["scale"].numpy()
+    assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1.0) < 0.05
+    first, second = (next(iter(train_ds))["unlabelled"]["image"].numpy() for _ in range(2))
+    assert first.shape == (64, 1, 1, 6) and not np.allclose(first, second)
+    with pytest.raises(ValueError, match="m1_workdir"):
+        m1_features.load_m1(str(m1_workdir) + "_missing")
+
+
+def test_m1_plus_m2_trains_and_classifies_digits(m1_workdir, tmp_path):
+    from tfvae import train
+    config = m2_entry.Config(dataset="digits", num_labels=100, latent_size=4, hidden_units=(64,),
+                             batch_size=64, epochs=20, jit_compile=False, eval_num_samples=5,
+                             steps_per_execution=5, m1_workdir=m1_workdir)
+    metrics = train.run(config, m2_entry.build_model, str(tmp_path))
+    # Chance is 0.1; with features of an M1 that had collapsed (rate 1.4 nats) it stayed at 0.09.
+    assert metrics["test_accuracy"] > 0.6, metrics["test_accuracy"]
+    from zoo import workdirs
+    _, dataset = workdirs.workdir_dataset(str(tmp_path))
+    assert next(iter(dataset))["image"].shape[1:] == (1, 1, 6)
+
+
+@pytest.mark.parametrize("field, value", [("dataset", "fashion_mnist"), ("binarize", "none")])
+def test_m1_of_another_dataset_or_binarization_is_refused(m1_workdir, field, value):
+    with pytest.raises(ValueError, match=field):
+        m2_entry.Config(**{"dataset": "digits", "m1_workdir": m1_workdir, field: value}).validate()

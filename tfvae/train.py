@@ -124,6 +124,11 @@ class TrainConfig:
         """
         return _datasets(self)
 
+    def dataset_info(self):
+        """The `tfvae.data.DatasetInfo` of the data the model sees (overridden
+        where an entry transforms the images, e.g. M1 features for M2)."""
+        return data_lib.info(self.dataset)
+
 
 def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
@@ -229,7 +234,7 @@ def run(config, build_model, workdir):
     write_json_atomic(config_path, config.to_json())
     keras.utils.set_random_seed(config.seed)
 
-    info = data_lib.info(config.dataset)
+    info = config.dataset_info()
     train_ds, val_ds, test_ds = config.datasets()
     first_batch = next(iter(val_ds))
     first = first_batch["image"]
@@ -243,7 +248,7 @@ def run(config, build_model, workdir):
     log_dir = os.path.join(workdir, "tensorboard")
     callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(), callbacks_lib.FirstStepTimer(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
-    if config.image_summaries and len(info.image_shape) == 3:
+    if config.image_summaries and len(info.image_shape) == 3 and info.image_shape[-1] in (1, 3):
         # A conditional model (`conditional = True`) reconstructs given the labels.
         labels = first_batch["label"][:32] if getattr(model, "conditional", False) else None
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),

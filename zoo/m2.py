@@ -7,17 +7,33 @@ training examples (fixed by the seed) and an unlabelled batch of the full
 training set, whose label is summed out exactly. The classification term
 has Kingma et al.'s weight alpha = 0.1 N over the data set, i.e.
 `alpha_factor` N / num_labels per labelled example. Test accuracy is in
-metrics.json as `test_accuracy`. M2 only (no M1 features below it).
+metrics.json as `test_accuracy`.
+
+M1+M2 (Kingma et al.'s stacked model): `--m1_workdir` names a finished
+unsupervised VAE run on the same dataset (M1); M2 is then trained on M1's
+latents (`tfvae.m1_features`: a fresh draw z_1 ~ q(z_1|x) per training
+batch, the posterior mean for held-out data) with a Gaussian p(z_1|y, z_2).
+The test bound is then one of log p(z_1), and the exported M2 takes M1's
+`encode` output (its `loc`, shaped [N, 1, 1, d]) instead of images.
+Kingma et al.'s M1 has two softplus layers of 600 units and 50 latents:
+
+    python -m zoo.vae --workdir=/tmp/m1 --dataset=fashion_mnist --latent_size=50 \
+        --hidden_units=600,600 --activation=softplus
+    python -m zoo.m2 --workdir=/tmp/m1m2 --dataset=fashion_mnist --num_labels=100 \
+        --m1_workdir=/tmp/m1
 
     python -m zoo.m2 --workdir=/tmp/m2 --dataset=fashion_mnist --num_labels=100
 """
 
 import dataclasses
+import json
+import os
 
 from tfvae import data as data_lib
 from tfvae import families
 from tfvae import labelled_data
 from tfvae import latents
+from tfvae import m1_features
 from tfvae import networks
 from tfvae import train
 from tfvae.models import m2
@@ -37,6 +53,9 @@ class Config(train.TrainConfig):
       alpha_factor: the classification weight per labelled example is
         alpha_factor * N / num_labels (N training examples); 0.1 is Kingma
         et al.'s alpha = 0.1 N.
+      m1_workdir: workdir of a trained unsupervised VAE on the same dataset
+        (M1): M2 models its latents instead of the images (M1+M2); "" for M2
+        on the images.
     """
 
     dataset: str = "fashion_mnist"
@@ -45,6 +64,7 @@ class Config(train.TrainConfig):
     hidden_units: tuple = (500, 500)
     activation: str = "softplus"
     alpha_factor: float = 0.1
+    m1_workdir: str = ""
 
     def validate(self):
         super().validate()
@@ -55,6 +75,30 @@ class Config(train.TrainConfig):
                              f"Received: hidden_units={self.hidden_units!r}")
         if not self.alpha_factor >= 0:
             raise ValueError(f"`alpha_factor` must be >= 0. Received: alpha_factor={self.alpha_factor!r}")
+        if self.m1_workdir:
+            path = os.path.join(self.m1_workdir, "config.json")
+            if not os.path.exists(path):
+                raise ValueError(f"No trained M1 in the workdir (config.json is missing). "
+                                 f"Received: m1_workdir={self.m1_workdir!r}")
+            with open(path, encoding="utf-8") as f:
+                m1_config = json.load(f)
+            for key in ("dataset", "binarize"):
+                if m1_config.get(key) != getattr(self, key):
+                    raise ValueError(f"M1 was trained with {key}={m1_config.get(key)!r}, M2 would "
+                                     f"see {key}={getattr(self, key)!r}: they must agree. "
+                                     f"Received: m1_workdir={self.m1_workdir!r}")
+
+    def m1(self):
+        """The trained M1 (`tfvae.m1_features.load_m1`), loaded once; None without one."""
+        if not self.m1_workdir:
+            return None
+        if getattr(self, "_m1", None) is None:
+            self._m1 = m1_features.load_m1(self.m1_workdir)
+        return self._m1
+
+    def dataset_info(self):
+        info = super().dataset_info()
+        return m1_features.feature_info(info, self.m1()) if self.m1_workdir else info
 
     def num_train_examples(self):
         """N: the training examples the unlabelled stream covers."""
@@ -68,6 +112,12 @@ class Config(train.TrainConfig):
             self.dataset, self.num_labels, self.batch_size, seed=self.seed,
             binarize=self.binarize, data_dir=self.data_dir or None, download=self.download,
             max_examples=self.max_train_examples or None)
+        if self.m1_workdir:
+            m1 = self.m1()
+            unlabelled = m1_features.to_features(unlabelled, m1, sample=True, seed=self.seed)
+            labelled = m1_features.to_features(labelled, m1, sample=True, seed=self.seed + 1)
+            validation, test = (m1_features.to_features(d, m1, sample=False)
+                                for d in (validation, test))
         return labelled_data.semi_supervised_dataset(unlabelled, labelled), validation, test
 
 
@@ -76,7 +126,9 @@ def build_model(config, info):
     if info.num_classes < 2:
         raise ValueError(f"`m2` needs a labelled dataset. Received: dataset={info.name!r}")
     image_shape = tuple(info.image_shape)
-    likelihood = families.Bernoulli(image_shape)
+    # M1 features are continuous (num_bits 0): a Gaussian with a learned scale.
+    likelihood = (families.Gaussian(image_shape) if info.num_bits == 0
+                  else families.Bernoulli(image_shape))
     hidden = tuple(config.hidden_units)
     encoder = networks.MLP(hidden[:-1], hidden[-1], activation=config.activation,
                            output_activation=config.activation, name="encoder")

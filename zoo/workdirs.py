@@ -8,7 +8,8 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     """(config dict, held-out dataset) of a trained workdir, as its run evaluated it.
 
     The images are binarized the way the run's evaluation saw them (a fixed
-    binarization for `dynamic`/`static`, none for `none`).
+    binarization for `dynamic`/`static`, none for `none`); an M1+M2 run's
+    (`m1_workdir` in its config) are mapped to its M1's features.
 
     Raises:
       ValueError: the workdir has no config.json.
@@ -26,4 +27,8 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     dataset = data_lib.make_dataset(
         config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
         data_dir=data_dir or config["data_dir"] or None, download=config["download"])
+    if config.get("m1_workdir"):
+        from tfvae import m1_features
+        dataset = m1_features.to_features(dataset, m1_features.load_m1(config["m1_workdir"]),
+                                          sample=False)
     return config, dataset
