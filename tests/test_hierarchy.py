@@ -1,6 +1,7 @@
 """Hierarchical VAEs: oracles for the stack, the objective, the IS estimate and the guards."""
 
 import os
+import types
 
 import keras
 import numpy as np
@@ -33,6 +34,20 @@ def _model(inference="ladder", latent_sizes=(4, 2), iaf_steps=0, weight_norm=Fal
                          iaf_hidden_units=(8,), iaf_context_size=4, seed=1, name="stack")
     model = hvae.HierarchicalVAE(stack, likelihood, seed=0, **kwargs)
     model(X[:1])
+    return model
+
+
+def _resnet_model(inference="bidirectional", iaf_steps=0, layers_per_resolution=None,
+                  num_layers=None, **kwargs):
+    """A ResNet VAE on X: 2x2 latents (1x1 in a second resolution group), initialized."""
+    likelihood = families.Bernoulli(SHAPE)
+    stack = resnet.ResNetStack(SHAPE, 1, num_layers=num_layers, hidden_channels=8,
+                               latent_channels=2, inference=inference, iaf_steps=iaf_steps,
+                               iaf_hidden_units=(8,), context_channels=4, seed=1,
+                               layers_per_resolution=layers_per_resolution, name="stack")
+    model = hvae.HierarchicalVAE(stack, likelihood, seed=0, **kwargs)
+    model(X[:1])
+    stack.infer(X, SEED, training=True)                     # data-dependent init
     return model
 
 
@@ -94,10 +109,18 @@ def test_one_layer_stack_reproduces_the_core_vae_elbo():
     np.testing.assert_allclose(model.decode(z).mean(), vae.decode(z).mean(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("inference, iaf_steps", [("bottom_up", 0), ("ladder", 0),
-                                                  ("bidirectional", 1)])
-def test_layer_kls_sum_to_the_rate_and_is_uses_the_joint(inference, iaf_steps):
-    model = _model(inference, latent_sizes=(4, 3, 2), iaf_steps=iaf_steps)
+@pytest.mark.parametrize("stack, inference, iaf_steps, layers_per_resolution", [
+    ("mlp", "bottom_up", 0, None), ("mlp", "ladder", 0, None), ("mlp", "bidirectional", 1, None),
+    ("resnet", "bottom_up", 0, None), ("resnet", "bottom_up", 0, (2, 1)),
+    ("resnet", "ladder", 0, (2, 1)), ("resnet", "bidirectional", 1, None),
+    ("resnet", "bidirectional", 1, (1, 2))])
+def test_layer_kls_sum_to_the_rate_and_is_uses_the_joint(stack, inference, iaf_steps,
+                                                         layers_per_resolution):
+    if stack == "mlp":
+        model = _model(inference, latent_sizes=(4, 3, 2), iaf_steps=iaf_steps)
+    else:
+        model = _resnet_model(inference, iaf_steps, layers_per_resolution,
+                              num_layers=None if layers_per_resolution else 3)
     values = model.objective(X, SEED)
     layer_rates = [float(values[f"rate_{l}"]) for l in range(3)]
     assert float(values["rate"]) == pytest.approx(sum(layer_rates), rel=1e-5)
@@ -189,31 +212,165 @@ def test_training_skips_a_nan_batch_and_continues():
     assert float(tight.train_step(tf.constant(X))["skipped_steps"]) == 1.0
 
 
-def test_resnet_stack_shapes_sampling_and_keras_round_trip(tmp_path):
+@pytest.mark.parametrize("inference, iaf_steps, downsample, layers_per_resolution, shapes", [
+    ("bidirectional", 1, 2, None, [(4, 4, 3)] * 2),
+    ("ladder", 0, 2, None, [(4, 4, 3)] * 2),
+    ("bidirectional", 1, 1, (1, 1, 1), [(8, 8, 3), (4, 4, 3), (2, 2, 3)]),
+    ("bottom_up", 0, 2, (1, 2), [(4, 4, 3), (2, 2, 3), (2, 2, 3)]),
+])
+def test_resnet_stack_shapes_sampling_and_keras_round_trip(tmp_path, inference, iaf_steps,
+                                                           downsample, layers_per_resolution,
+                                                           shapes):
     shape = (8, 8, 3)
     x = (RNG.integers(0, 256, size=(4, *shape)) / 255).astype("float32")
     likelihood = discretized.DiscretizedLogisticMixture(shape, num_components=2)
-    for inference, iaf_steps in (("bidirectional", 1), ("ladder", 0)):
-        stack = resnet.ResNetStack(shape, likelihood.params_size // 64, num_layers=2,
-                                   hidden_channels=8, latent_channels=3, inference=inference,
-                                   iaf_steps=iaf_steps, iaf_hidden_units=(8,), context_channels=4,
-                                   seed=2, name="stack")
-        model = hvae.HierarchicalVAE(stack, likelihood, free_bits=0.1, seed=0)
-        model(x[:1])
-        model.compile(optimizer=keras.optimizers.Adamax(1e-3), jit_compile=False)
-        model.train_step(tf.constant(x))                    # data-dependent init
-        values = model.objective(x, SEED)
-        assert float(values["rate"]) == pytest.approx(
-            float(values["rate_0"]) + float(values["rate_1"]), rel=1e-5)
-        assert model.sample(3, seed=[1, 2], temperature=0.5).shape == (3, *shape)
-        summary = model.posterior_summary(x)
-        assert summary["loc"].shape == (4, 2 * 4 * 4 * 3) == summary["scale"].shape
-        path = os.path.join(tmp_path, f"{inference}.keras")
-        model.save(path)
-        loaded = keras.saving.load_model(path)
-        np.testing.assert_allclose(loaded.elbo(x, seed=SEED), model.elbo(x, seed=SEED), rtol=1e-5)
-        np.testing.assert_allclose(loaded.decode(summary["loc"]).mean(),
-                                   model.decode(summary["loc"]).mean(), rtol=1e-5, atol=1e-6)
+    stack = resnet.ResNetStack(shape, likelihood.params_size // 64, num_layers=len(shapes),
+                               hidden_channels=8, latent_channels=3, inference=inference,
+                               downsample=downsample, iaf_steps=iaf_steps, iaf_hidden_units=(8,),
+                               context_channels=4, seed=2,
+                               layers_per_resolution=layers_per_resolution, name="stack")
+    assert stack.latent_shapes == shapes
+    model = hvae.HierarchicalVAE(stack, likelihood, free_bits=0.1, seed=0)
+    model(x[:1])
+    model.compile(optimizer=keras.optimizers.Adamax(1e-3), jit_compile=False)
+    model.train_step(tf.constant(x))                        # data-dependent init
+    outputs, _ = stack.infer(x, SEED)
+    assert [tuple(o.z.shape) for o in outputs] == [(4, *s) for s in shapes]
+    values = model.objective(x, SEED)
+    assert float(values["rate"]) == pytest.approx(
+        sum(float(values[f"rate_{l}"]) for l in range(len(shapes))), rel=1e-5)
+    assert model.sample(3, seed=[1, 2], temperature=0.5).shape == (3, *shape)
+    summary = model.posterior_summary(x)
+    size = sum(base.flat_size(s) for s in shapes)
+    assert summary["loc"].shape == (4, size) == summary["scale"].shape
+    assert model.decode(summary["loc"]).mean().shape == (4, *shape)
+    path = os.path.join(tmp_path, f"{inference}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.stack.get_config() == stack.get_config()
+    np.testing.assert_allclose(loaded.elbo(x, seed=SEED), model.elbo(x, seed=SEED), rtol=1e-5)
+    np.testing.assert_allclose(loaded.decode(summary["loc"]).mean(),
+                               model.decode(summary["loc"]).mean(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("inference, iaf_steps, layers_per_resolution", [
+    ("bottom_up", 0, None), ("bottom_up", 0, (1, 2)), ("ladder", 0, (2, 1)),
+    ("bidirectional", 1, None), ("bidirectional", 1, (2, 1))])
+def test_resnet_generation_from_posterior_latents_is_the_posterior_pass(inference, iaf_steps,
+                                                                        layers_per_resolution):
+    # Inference and generation share the top-down pass: fed the posterior's z_l,
+    # `generate` gives the likelihood params of the posterior pass.
+    model = _resnet_model(inference, iaf_steps, layers_per_resolution,
+                          num_layers=None if layers_per_resolution else 3)
+    outputs, params = model.stack.infer(X, SEED)
+    np.testing.assert_allclose(
+        model.stack.generate(6, tf.constant([0, 0]), latents=[o.z for o in outputs]), params,
+        rtol=1e-5, atol=1e-6)
+    # The same through the model's flat latents: decode(encode(x)) is the pass at the means.
+    _, mean_params = model.stack.infer(X, SEED, mean=True)
+    np.testing.assert_allclose(model.decode(model.encode(X)["loc"]).mean(),
+                               model._params_to_likelihood(mean_params).mean(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_bottom_up_posterior_conditions_on_the_sample_below():
+    stack = _resnet_model("bottom_up", layers_per_resolution=(1, 2)).stack
+    # `analytic` is ignored: q_l and p_l condition on different samples.
+    outputs, params = stack.infer(X, SEED, analytic=True)
+    act = keras.activations.get("elu")
+    # q(z_1|x) on the stem features, q(z_l|z_{l-1}) on the sample below (stride 2 into 1x1).
+    h = stack._stem(2.0 * X - 1.0)
+    for l, o in enumerate(outputs):
+        if l:
+            h = stack._up_embed[l - 1](outputs[l - 1].z)
+        loc, log_scale = np.split(stack._up_a[l](act(h)).numpy(), 2, axis=-1)
+        q_loc, q_scale = base.normal_parts(o.q)
+        np.testing.assert_allclose(q_loc, loc, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(q_scale, np.exp(log_scale), rtol=1e-5)
+    # The priors by hand: the top-down pass of the module docstring on the posterior samples,
+    # from the 1x1 constant, upsampled to 2x2 after z_2 (the first layer of the coarse group).
+    s = tf.tile(stack.top, [6, 1, 1, 1])
+    for l in (2, 1, 0):
+        z = outputs[l].z
+        hid, p_loc, p_log_scale = tf.split(stack._down_c[l](act(s)), [8, 2, 2], axis=-1)
+        log_q = tfd.Normal(*base.normal_parts(outputs[l].q)).log_prob(z)
+        log_p = tfd.Normal(p_loc, tf.exp(p_log_scale)).log_prob(z)
+        np.testing.assert_allclose(outputs[l].kl, tf.reduce_sum(log_q - log_p, axis=[1, 2, 3]),
+                                   rtol=1e-4, atol=1e-4)
+        s = s + 0.1 * stack._down_d[l](act(tf.concat([hid, z], -1)))
+        if l == 1:
+            grow = tf.nn.depth_to_space(stack._down_grow[0](act(s)), 2)
+            s = tf.repeat(tf.repeat(s, 2, axis=1), 2, axis=2) + 0.1 * grow
+    expected = tf.reshape(tf.nn.depth_to_space(stack._out(act(s)), 2), [6, -1])
+    np.testing.assert_allclose(params, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_single_resolution_is_the_default_layout():
+    shape = (8, 8, 3)
+    x = (RNG.integers(0, 256, size=(4, *shape)) / 255).astype("float32")
+    common = dict(hidden_channels=8, latent_channels=3, iaf_steps=1, iaf_hidden_units=(8,),
+                  context_channels=4, seed=2, name="stack")
+    results = []
+    for layout in (dict(num_layers=3), dict(num_layers=3, layers_per_resolution=(3,)),
+                   dict(layers_per_resolution=[3])):
+        keras.utils.set_random_seed(0)
+        stack = resnet.ResNetStack(shape, 4, **layout, **common)
+        stack.build(x.shape)
+        stack.infer(x, SEED, training=True)                 # data-dependent init
+        outputs, params = stack.infer(x, SEED)
+        results.append((stack, [o.kl for o in outputs], params,
+                        stack.generate(2, tf.constant([4, 5]))))
+    (reference, kls, params, samples), *others = results
+    for stack, other_kls, other_params, other_samples in others:
+        assert stack.get_config() == reference.get_config()
+        assert [w.path for w in stack.weights] == [w.path for w in reference.weights]
+        for w, v in zip(stack.weights, reference.weights, strict=True):
+            np.testing.assert_array_equal(w.numpy(), v.numpy())
+        np.testing.assert_array_equal(other_params, params)
+        np.testing.assert_array_equal(other_kls, kls)
+        np.testing.assert_array_equal(other_samples, samples)
+    # A config saved before `layers_per_resolution` existed loads as one resolution.
+    config = reference.get_config()
+    del config["layers_per_resolution"]
+    old = resnet.ResNetStack.from_config(config)
+    old.build(x.shape)
+    old.set_weights(reference.get_weights())
+    assert old.latent_shapes == [(4, 4, 3)] * 3 and old.layers_per_resolution == (3,)
+    np.testing.assert_array_equal(old.infer(x, SEED)[1], params)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(layers_per_resolution=(2, 0)), "`layers_per_resolution` must be"),
+    (dict(layers_per_resolution=()), "`layers_per_resolution` must be"),
+    (dict(num_layers=4, layers_per_resolution=(2, 1)), "`num_layers` must be"),
+    (dict(layers_per_resolution=(1, 1, 1, 1)), "`layers_per_resolution` has 4 resolutions"),
+    (dict(inference="bottom_up", iaf_steps=1), "inference='bidirectional'"),
+    (dict(inference="sideways"), "`inference` must be"),
+    (dict(downsample=3), "`downsample` must be"),
+])
+def test_resnet_invalid_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resnet.ResNetStack((8, 8, 3), 4, **kwargs)
+
+
+def test_resnet_vae_config_checks_resolutions_and_inference():
+    from zoo import resnet_vae
+
+    with pytest.raises(ValueError, match="layers_per_resolution"):
+        resnet_vae.Config(layers_per_resolution=(10, 5))           # 15 != num_layers 20
+    with pytest.raises(ValueError, match="layers_per_resolution"):
+        resnet_vae.Config(num_layers=2, layers_per_resolution=(2, 0))
+    with pytest.raises(ValueError, match="iaf_steps"):
+        resnet_vae.Config(inference="bottom_up")                   # the paper preset has an IAF
+    assert resnet_vae.Config(layers_per_resolution=(10, 10)).num_layers == 20
+    info = types.SimpleNamespace(image_shape=(32, 32, 3), num_bits=8)
+    config = resnet_vae.SmallConfig(num_layers=3, layers_per_resolution=(2, 1),
+                                    inference="bottom_up", iaf_steps=0)
+    stack = resnet_vae.build_model(config, info).stack
+    assert stack.inference == "bottom_up"
+    assert stack.latent_shapes == [(16, 16, 8), (16, 16, 8), (8, 8, 8)]
+    small = resnet_vae.build_model(resnet_vae.SmallConfig(), info).stack
+    assert small.layers_per_resolution == (2,) and small.latent_shapes == [(16, 16, 8)] * 2
 
 
 def test_mlp_model_keras_round_trip_with_iaf_and_weight_norm(tmp_path):

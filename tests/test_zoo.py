@@ -49,7 +49,7 @@ TINY_OVERRIDES = {
     # Two layers keep the compiled graph small; the five-layer stack is the entry's default.
     "ladder_vae": dict(latent_sizes=(8, 4), hidden_units=(64, 32), kl_warmup_steps=10),
     "resnet_vae": dict(dataset="image_patches", batch_size=32, max_train_examples=512,
-                       num_layers=2, hidden_channels=8,
+                       num_layers=2, layers_per_resolution=(1, 1), hidden_channels=8,
                        latent_channels=4, iaf_hidden_units=(16,), context_channels=8,
                        num_components=2, ema_decay=0.5),
     "m2": dict(num_labels=100),

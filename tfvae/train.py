@@ -28,7 +28,7 @@ BINARIZE = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adamax")
 # Fields added after workdirs were first written: a config.json without one
 # of them was written with this value (it resumes unchanged).
-_ADDED_KEYS = {"optimizer": "adam", "ema_decay": 0.0}
+_ADDED_KEYS = {"optimizer": "adam", "ema_decay": 0.0, "layers_per_resolution": [], "m1_workdir": ""}
 # Held-out sets of dynamically binarized data are binarized once, with this
 # seed, whatever the run's seed: runs stay comparable (issue: "test set
 # binarized once with a fixed seed").
