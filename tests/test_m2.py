@@ -191,3 +191,16 @@ def test_m1_plus_m2_trains_and_classifies_digits(m1_workdir, tmp_path):
 def test_m1_of_another_dataset_or_binarization_is_refused(m1_workdir, field, value):
     with pytest.raises(ValueError, match=field):
         m2_entry.Config(**{"dataset": "digits", "m1_workdir": m1_workdir, field: value}).validate()
+
+
+def test_held_out_accuracy_is_per_example_with_a_smaller_last_batch():
+    model = _tiny_m2()
+    model.compile(optimizer="adam", jit_compile=False)
+    rng = np.random.default_rng(3)
+    x = (rng.random((10, 4, 4, 1)) < 0.5).astype("float32")
+    labels = rng.integers(0, K, 10).astype("int32")
+    dataset = tf.data.Dataset.from_tensor_slices({"image": x, "label": labels}).batch(4)  # 4, 4, 2
+    logs = model.evaluate(dataset, return_dict=True, verbose=0)
+    correct = model.classify(tf.constant(x)).numpy().argmax(-1) == labels
+    # A per-batch average would give (acc_1 + acc_2 + acc_3) / 3 instead.
+    assert logs["accuracy"] == pytest.approx(correct.mean(), abs=1e-6)

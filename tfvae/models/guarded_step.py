@@ -66,17 +66,22 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
     return finite
 
 
-def update_metrics(trackers, values, finite):
+def update_metrics(trackers, values, finite, batch_size=1):
     """Averages `values` into `trackers` except on a skipped step; counts skips.
 
-    `trackers["skipped_steps"]` (a Sum) gets 1 per skipped step in total: every
-    replica adds its share.
+    Args:
+      trackers: {name: keras Mean} plus "skipped_steps" (a Sum), which gets 1
+        per skipped step in total: every replica adds its share.
+      values: {name: scalar batch mean}.
+      finite: whether the step was applied.
+      batch_size: weight of this batch's means: held-out metrics pass the
+        number of examples so that a last, smaller batch counts per example.
     """
-    weight = tf.cast(finite, tf.float32)
+    weight = tf.cast(finite, tf.float32) * tf.cast(batch_size, tf.float32)
     for name, value in values.items():
         # A skipped step must not turn the epoch's averages into NaN.
         trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
-    trackers["skipped_steps"].update_state((1.0 - weight) / num_replicas())
+    trackers["skipped_steps"].update_state((1.0 - tf.cast(finite, tf.float32)) / num_replicas())
 
 
 def held_out_step(model, data):
@@ -92,5 +97,8 @@ def held_out_step(model, data):
     """
     x = model._images(data)                                   # pylint: disable=protected-access
     values = model.objective(x, model._seed(None, model.eval_seed_generator))  # pylint: disable=protected-access
-    update_metrics(model._trackers, values, tf.math.is_finite(values["loss"]))  # pylint: disable=protected-access
+    # Per-example averages over the held-out set: a last, smaller batch weighs less.
+    batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+    update_metrics(model._trackers, values, tf.math.is_finite(values["loss"]),  # pylint: disable=protected-access
+                   batch_size)
     return {m.name: m.result() for m in model.metrics if m.name != "skipped_steps"}
