@@ -168,8 +168,15 @@ def test_m1_features_are_posterior_draws_for_training_and_means_held_out(m1_work
     z = m1_features.features(m1, x, sample=True, seed=tf.constant([1, 2])).numpy().reshape(-1, 6)
     noise = (z - q["loc"].numpy()) / q["scale"].numpy()
     assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1.0) < 0.05
-    first, second = (next(iter(train_ds))["unlabelled"]["image"].numpy() for _ in range(2))
-    assert first.shape == (64, 1, 1, 6) and not np.allclose(first, second)
+    assert next(iter(train_ds))["unlabelled"]["image"].shape == (64, 1, 1, 6)
+    # The same images in two epochs: two different draws around the same mean.
+    fixed = tf.data.Dataset.from_tensors({"image": raw["image"], "label": raw["label"]})
+    sampled = m1_features.to_features(fixed, m1, sample=True, seed=3)
+    first, second = (next(iter(sampled))["image"].numpy().reshape(64, 6) for _ in range(2))
+    assert not np.allclose(first, second)
+    scale = m1.posterior_summary(raw["image"])["scale"].numpy()
+    for draw in (first, second):
+        assert np.abs((draw - expected) / scale).max() < 6.0       # draws of q, not of another law
     with pytest.raises(ValueError, match="m1_workdir"):
         m1_features.load_m1(str(m1_workdir) + "_missing")
 

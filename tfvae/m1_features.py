@@ -96,4 +96,4 @@ def to_features(dataset, m1, sample, seed=0):
         draw_seed = tf.cast(draw_seed % (2 ** 31 - 1), tf.int32)
         return {**batch, "image": features(m1, batch["image"], sample, draw_seed)}
 
-    return tf.data.Dataset.zip(dataset, draw_seeds).map(convert)
+    return tf.data.Dataset.zip(dataset, draw_seeds).map(convert, tf.data.AUTOTUNE)

@@ -26,8 +26,6 @@ Kingma et al.'s M1 has two softplus layers of 600 units and 50 latents:
 """
 
 import dataclasses
-import json
-import os
 
 from tfvae import data as data_lib
 from tfvae import families
@@ -37,6 +35,7 @@ from tfvae import m1_features
 from tfvae import networks
 from tfvae import train
 from tfvae.models import m2
+from zoo import workdirs
 
 
 @dataclasses.dataclass
@@ -76,12 +75,7 @@ class Config(train.TrainConfig):
         if not self.alpha_factor >= 0:
             raise ValueError(f"`alpha_factor` must be >= 0. Received: alpha_factor={self.alpha_factor!r}")
         if self.m1_workdir:
-            path = os.path.join(self.m1_workdir, "config.json")
-            if not os.path.exists(path):
-                raise ValueError(f"No trained M1 in the workdir (config.json is missing). "
-                                 f"Received: m1_workdir={self.m1_workdir!r}")
-            with open(path, encoding="utf-8") as f:
-                m1_config = json.load(f)
+            m1_config = workdirs.read_config(self.m1_workdir, "m1_workdir")
             for key in ("dataset", "binarize"):
                 if m1_config.get(key) != getattr(self, key):
                     raise ValueError(f"M1 was trained with {key}={m1_config.get(key)!r}, M2 would "

@@ -4,6 +4,20 @@ import json
 import os
 
 
+def read_config(workdir, argument="workdir"):
+    """The config dict a run wrote to `workdir/config.json`.
+
+    Raises:
+      ValueError: the workdir has no config.json (the error names `argument`).
+    """
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+        raise ValueError(f"No config.json in the workdir; train an entry there first. "
+                         f"Received: {argument}={workdir!r}")
+    with open(config_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     """(config dict, held-out dataset) of a trained workdir, as its run evaluated it.
 
@@ -17,12 +31,7 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     from tfvae import data as data_lib
     from tfvae import train
 
-    config_path = os.path.join(workdir, "config.json")
-    if not os.path.exists(config_path):
-        raise ValueError(f"No config.json in the workdir; train an entry there first. "
-                         f"Received: workdir={workdir!r}")
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_config(workdir)
     binarize = "none" if config["binarize"] == "none" else "static"
     dataset = data_lib.make_dataset(
         config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
