@@ -23,8 +23,11 @@ from tfvae import objectives
 
 tfd = tfp.distributions
 
-LayerOutput = collections.namedtuple("LayerOutput", ["z", "q", "p", "kl"])
-"""One stochastic layer: z [N, *shape], q and p (event shape `shape`), kl [N]."""
+LayerOutput = collections.namedtuple("LayerOutput", ["z", "q", "p", "kl", "analytic"],
+                                     defaults=(False,))
+"""One stochastic layer: z [N, *shape], q and p (event shape `shape`), kl [N], and
+whether kl is the closed-form KL(q || p) (`analytic`, a Python bool) or the
+single-sample log q(z) - log p(z); `kl_groups` splits kl the same way."""
 
 INFERENCE = ("bottom_up", "ladder", "bidirectional")
 # Log-scales are clipped to [-9, 9]: exp(-9) ~ 1e-4 keeps 1/sigma^2 finite in the
@@ -122,24 +125,28 @@ def layer_output(z, q, p, log_q=None, analytic=True):
     """The `LayerOutput` of a drawn z: KL(q || p) in closed form if `analytic`
     and there is no flow (log_q None), else log q(z) - log p(z)."""
     if log_q is None and analytic:
-        return LayerOutput(z, q, p, tfd.kl_divergence(q, p))
+        return LayerOutput(z, q, p, tfd.kl_divergence(q, p), analytic=True)
     if log_q is None:
         log_q = q.log_prob(z)
-    return LayerOutput(z, q, p, log_q - p.log_prob(z))
+    return LayerOutput(z, q, p, log_q - p.log_prob(z), analytic=False)
 
 
-def kl_groups(output, num_groups, analytic):
+def kl_groups(output, num_groups):
     """Per-group KL [N, num_groups] of a layer without a flow (free bits, §2.8.1).
 
     The layer's latent elements (flattened in row-major order) are cut into
-    `num_groups` contiguous groups; the groups sum to `output.kl`.
+    `num_groups` contiguous groups; the groups sum to `output.kl`, with the
+    estimator `output.kl` used: closed form per dimension where the layer's
+    KL is analytic, the per-dimension single-sample log-ratio otherwise. (Under
+    bottom-up inference p(z_l|z_{l+1}) depends on the z_l being integrated
+    over, so a per-dimension closed form there is biased, §4.1.)
     """
     if num_groups == 1:
         return output.kl[:, tf.newaxis]
     q_loc, q_scale = normal_parts(output.q)
     p_loc, p_scale = normal_parts(output.p)
     q_dims, p_dims = tfd.Normal(q_loc, q_scale), tfd.Normal(p_loc, p_scale)
-    if analytic:
+    if output.analytic:
         per_dim = tfd.kl_divergence(q_dims, p_dims)
     else:
         per_dim = q_dims.log_prob(output.z) - p_dims.log_prob(output.z)

@@ -180,7 +180,7 @@ class HierarchicalVAE(example_model.ExampleModelMixin, keras.Model):
         kl = tf.add_n([o.kl for o in outputs])                               # [N]
         kl_groups = None
         if self.free_bits:
-            kl_groups = tf.concat([base.kl_groups(o, self.free_bits_groups, self.analytic_kl)
+            kl_groups = tf.concat([base.kl_groups(o, self.free_bits_groups)
                                    for o in outputs], axis=-1)               # [N, L * groups]
         beta = self.kl_weight()
         out = objectives.elbo_loss(log_likelihood[tf.newaxis], kl, beta=beta,
