@@ -13,6 +13,7 @@ from tfvae import families
 from tfvae import discretized
 from tfvae import latents
 from tfvae import networks
+from tfvae import streams
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp
 from tfvae.hierarchy import resnet
@@ -128,7 +129,8 @@ def test_layer_kls_sum_to_the_rate_and_is_uses_the_joint(stack, inference, iaf_s
         -(float(values["distortion"]) + float(values["rate"])), rel=1e-6)
     # K = 1: the IS estimate is the single-sample log p(x, z_1..L) - log q(z_1..L|x).
     outputs, log_likelihood = model.layer_terms(
-        tf.tile(X, [1, 1, 1, 1]), tf.random.experimental.stateless_fold_in(SEED, 0),
+        tf.tile(X, [1, 1, 1, 1]),
+        tf.random.experimental.stateless_fold_in(streams.fold(SEED, "importance"), 0),
         analytic=False)
     log_weight = log_likelihood - tf.add_n([o.kl for o in outputs])
     np.testing.assert_allclose(model.log_prob(X, num_samples=1, seed=SEED), log_weight,

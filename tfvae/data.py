@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from tfvae import data_files
 from tfvae import image_patches
+from tfvae import streams
 from tfvae import toy_data
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
@@ -386,7 +387,8 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     if shuffle is None:
         shuffle = split == "train"
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(images), seed=streams.derive(seed, "shuffle"),
+                                  reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
     def to_float(batch, draw_seed=None):
@@ -397,10 +399,9 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
         return {"image": image, "label": batch["label"]}
 
     if binarize == "dynamic":
-        # One stateless seed pair per batch; `rerandomize_each_iteration` makes
-        # every epoch draw new pairs, the same ones for the same `seed`.
-        draw_seeds = tf.data.Dataset.random(
-            seed=seed, rerandomize_each_iteration=True).batch(2)
+        # One stateless seed pair per batch, new pairs every epoch, the same
+        # ones for the same `seed` (a stream of its own: `tfvae.streams`).
+        draw_seeds = streams.seed_pairs(seed, "binarize")
         dataset = tf.data.Dataset.zip(dataset, draw_seeds)
     dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

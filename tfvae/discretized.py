@@ -179,6 +179,8 @@ class DiscretizedLogisticMixture(families.Family):
       min_log_scale: floor of the log-scale, or None for no floor.
     """
 
+    support = "discrete"
+
     def __init__(self, event_shape, num_components=5, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
         self.num_components = _check_int(num_components, "num_components", 1)
@@ -224,6 +226,8 @@ class DiscretizedLogistic(families.Family):
       num_bins: values per channel (256 for 8-bit images).
       min_log_scale: floor of the log-scale (see `DiscretizedLogisticMixture`), or None.
     """
+
+    support = "discrete"
 
     def __init__(self, event_shape, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)

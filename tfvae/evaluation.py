@@ -1,4 +1,4 @@
-"""Held-out evaluation: ELBO, importance-sampled log-likelihood, bits/dim.
+"""Held-out evaluation: ELBO, importance-sampled log-likelihood, and bits/dim where defined.
 
 Every number carries its estimator: `elbo` is the single-sample ELBO estimate
 (analytic or Monte-Carlo KL as the model is configured), `log_likelihood` the
@@ -6,6 +6,20 @@ importance-sampled estimate of book §2.6 with K = `num_importance_samples`
 (a stochastic lower bound of log p(x) that tightens as K grows), both in
 nats per example, averaged over the split, with standard errors over
 examples.
+
+What `log_likelihood` is depends on the likelihood and the data, and is named
+in `likelihood_kind`:
+  - "discrete": a log-probability of discrete data (a Bernoulli on binary
+    data, a discretized logistic (mixture), a categorical, a dequantized
+    flow's bound on log P(k)); `bits_per_dim` = -log P / (D log 2) >= 0.
+  - "density": a continuous density (a Gaussian likelihood, a flow on real
+    vectors); no bits/dim. For 8-bit data (values k / 255) the figure flow
+    papers report, the density on the raw [0, 256]^D scale,
+    (-log p(x) + D log 256) / (D log 2), is given as
+    `bits_per_dim_density_256`: an approximation of a discrete bits/dim
+    (exact only for a density that is flat over every bin), not a bound.
+  - "cross_entropy": a Bernoulli likelihood on grey values, whose "log p" is
+    a cross-entropy, not a log-probability of the data; no bits/dim.
 """
 
 import math
@@ -14,6 +28,10 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import objectives
+from tfvae import streams
+
+KINDS = ("discrete", "density", "cross_entropy")
+SUPPORTS = ("real", "discrete", "binary")
 
 
 def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples=None):
@@ -26,13 +44,16 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
       dataset: `tf.data.Dataset` of batches (dicts with "image", or tensors).
       num_samples: K for the importance-sampled log-likelihood; 0 skips it.
       chunk_size: importance samples per chunk (memory bound).
-      seed: int; batch b uses the stateless seed (seed, b): reproducible.
+      seed: int; batch b's ELBO and IS draws come from the streams "elbo"
+        and "importance" of the stateless seed (seed, b) (`tfvae.streams`):
+        reproducible, and independent of each other.
       max_examples: stop after this many examples (None: all).
 
     Returns:
       Dict with `n`, `elbo`, `elbo_stderr`, `num_importance_samples`,
-      `log_likelihood`, `log_likelihood_stderr`, `bits_per_dim`,
-      `bits_per_dim_stderr` (the last five None when num_samples is 0).
+      `likelihood_kind`, `log_likelihood`, `log_likelihood_stderr`,
+      `bits_per_dim`, `bits_per_dim_stderr`, `bits_per_dim_density_256`
+      (see the module docstring; None where not estimated or not defined).
 
     Raises:
       ValueError: invalid `num_samples` or an empty dataset.
@@ -47,10 +68,12 @@ def evaluate(model, dataset, num_samples=0, chunk_size=100, seed=0, max_examples
         return model.log_prob(batch, num_samples=num_samples, chunk_size=chunk_size,
                               seed=batch_seed)
 
-    return evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed, max_examples)
+    return evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed, max_examples,
+                              likelihood_support=model.likelihood_support)
 
 
-def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_examples=None):
+def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_examples=None,
+                       likelihood_support=None):
     """`evaluate` for any per-example estimators, e.g. a SavedModel's signatures.
 
     Args:
@@ -60,40 +83,74 @@ def evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples, seed=0, max_e
       log_prob_fn: callable(batch, seed) -> IS estimate of log p(x) [n] with K =
         `num_samples` (only called when num_samples > 0).
       dataset, num_samples, seed, max_examples: as in `evaluate`.
+      likelihood_support: the model's `likelihood_support` ("real",
+        "discrete", "binary"), or None if unknown (no bits/dim is given).
 
     Returns:
       The dict of `evaluate`.
     """
+    if likelihood_support is not None and likelihood_support not in SUPPORTS:
+        raise ValueError(f"`likelihood_support` must be one of {', '.join(SUPPORTS)} or None. "
+                         f"Received: likelihood_support={likelihood_support!r}")
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
         raise ValueError(f"`num_samples` must be an integer >= 0. Received: num_samples={num_samples!r}")
     if max_examples is not None and max_examples <= 0:
         raise ValueError(f"`max_examples` must be positive or None. Received: max_examples={max_examples!r}")
     elbos, log_probs, count, num_dims = [], [], 0, None
+    binary_data = eight_bit_data = True
     for index, batch in enumerate(dataset):
         if max_examples is not None:
             batch = tf.nest.map_structure(lambda t: t[:max_examples - count], batch)
         x = batch["image"] if isinstance(batch, dict) else batch
         num_dims = int(np.prod(x.shape[1:]))
+        values = np.asarray(x, np.float64)
+        binary_data = binary_data and bool(np.all((values == 0) | (values == 1)))
+        # 8-bit data arrive as k / 255 in float32: within rounding of the grid.
+        eight_bit_data = eight_bit_data and bool(
+            np.all((values >= 0) & (values <= 1) & (np.abs(values * 255 - np.round(values * 255))
+                                                     < 1e-3)))
         batch_seed = tf.constant([seed, index], tf.int32)
-        elbos.append(np.asarray(elbo_fn(batch, batch_seed)))
+        elbos.append(np.asarray(elbo_fn(batch, streams.fold(batch_seed, "elbo"))))
         if num_samples:
-            log_probs.append(np.asarray(log_prob_fn(batch, batch_seed)))
+            log_probs.append(np.asarray(log_prob_fn(batch, streams.fold(batch_seed, "importance"))))
         count += int(x.shape[0])
         if max_examples is not None and count >= max_examples:
             break
     if not count:
         raise ValueError("The evaluation dataset is empty.")
     elbo = np.concatenate(elbos).astype(np.float64)
+    kind = likelihood_kind(likelihood_support, binary_data)
     result = {"n": count, "elbo": float(elbo.mean()), "elbo_stderr": _stderr(elbo),
-              "num_importance_samples": num_samples or None, "log_likelihood": None,
-              "log_likelihood_stderr": None, "bits_per_dim": None, "bits_per_dim_stderr": None}
+              "num_importance_samples": num_samples or None, "likelihood_kind": kind,
+              "log_likelihood": None, "log_likelihood_stderr": None, "bits_per_dim": None,
+              "bits_per_dim_stderr": None, "bits_per_dim_density_256": None}
     if num_samples:
         log_prob = np.concatenate(log_probs).astype(np.float64)
-        result.update(
-            log_likelihood=float(log_prob.mean()), log_likelihood_stderr=_stderr(log_prob),
-            bits_per_dim=float(objectives.bits_per_dim(log_prob.mean(), num_dims)),
-            bits_per_dim_stderr=_stderr(log_prob) / (num_dims * math.log(2.0)))
+        result.update(log_likelihood=float(log_prob.mean()),
+                      log_likelihood_stderr=_stderr(log_prob))
+        if kind == "discrete":
+            result.update(
+                bits_per_dim=float(objectives.bits_per_dim(log_prob.mean(), num_dims)),
+                bits_per_dim_stderr=_stderr(log_prob) / (num_dims * math.log(2.0)))
+        elif kind == "density" and eight_bit_data:
+            result["bits_per_dim_density_256"] = float(objectives.bits_per_dim(
+                log_prob.mean() - num_dims * math.log(256.0), num_dims))
     return result
+
+
+def likelihood_kind(likelihood_support, binary_data):
+    """What a model's log-likelihood is on the evaluated data (see the module docstring).
+
+    Args:
+      likelihood_support: "real", "discrete", "binary", or None (unknown).
+      binary_data: whether every evaluated value was 0 or 1.
+
+    Returns:
+      "discrete", "density", "cross_entropy", or None if the support is unknown.
+    """
+    if likelihood_support == "binary":
+        return "discrete" if binary_data else "cross_entropy"
+    return {"discrete": "discrete", "real": "density"}.get(likelihood_support)
 
 
 def _stderr(values):

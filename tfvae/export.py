@@ -23,6 +23,9 @@ def export_saved_model(model, path, chunk_size=100):
       path: output directory.
       chunk_size: samples per chunk in `log_prob` (memory bound).
 
+    The SavedModel also holds the string variable collection
+    `likelihood_support` (the model's `likelihood_support`).
+
     Raises:
       ValueError: the model is not built.
     """
@@ -33,5 +36,9 @@ def export_saved_model(model, path, chunk_size=100):
     archive.track(model)
     for name, fn, signature in model.serving_endpoints(chunk_size):
         archive.add_endpoint(name, tf.function(fn), input_signature=signature)
+    # What `log_prob` measures (see `tfvae.evaluation`), readable as
+    # `tf.saved_model.load(path).likelihood_support[0]`.
+    archive.add_variable_collection(
+        "likelihood_support", [tf.Variable(model.likelihood_support, trainable=False)])
     archive.write_out(path, verbose=False)
     return path

@@ -57,7 +57,16 @@ def _split_params(params, event_shape, k):
 
 
 class Family:
-    """Base class: maps a flat parameter tensor to a distribution."""
+    """Base class: maps a flat parameter tensor to a distribution.
+
+    `support` says what `log_prob` is: "real" for a density on R^D (or
+    [0, 1]^D), "discrete" for a probability mass on a finite grid of values
+    (a bits/dim is defined), "binary" for a mass on {0, 1}^D, which is a
+    probability on binary data and only a cross-entropy on grey values
+    (`tfvae.evaluation`).
+    """
+
+    support = "real"
 
     def __init__(self, event_shape):
         self.event_shape = _check_event_shape(event_shape)
@@ -97,6 +106,8 @@ class Bernoulli(Family):
     Args:
       event_shape: shape of one example, e.g. `(28, 28, 1)`.
     """
+
+    support = "binary"
 
     @property
     def params_size(self):
@@ -159,6 +170,8 @@ class Categorical(Family):
       num_classes: number of categories per element.
       event_shape: shape of the categorical elements; `()` for one label.
     """
+
+    support = "discrete"
 
     def __init__(self, num_classes, event_shape=()):
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:

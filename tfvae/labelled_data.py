@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import data as data_lib
+from tfvae import streams
 
 
 def balanced_indices(labels, num_labels, num_classes, seed):
@@ -72,16 +73,19 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
         raise ValueError(f"`{name}` has no labels. Received: name={name!r}")
     images, labels = data_lib.load_arrays(name, "train", data_dir=data_dir, download=download)
     images, labels = images[:max_examples], labels[:max_examples]
-    index = balanced_indices(labels, num_labels, info.num_classes, seed)
+    index = balanced_indices(labels, num_labels, info.num_classes,
+                             streams.derive(seed, "labelled_choice"))
     max_value = 2 ** info.num_bits - 1
     images, labels = images[index], labels[index].astype(np.int32)
     if binarize == "static":
-        images, max_value = data_lib._binarize_once(images, max_value, seed), 1
+        images, max_value = data_lib._binarize_once(
+            images, max_value, streams.derive(seed, "labelled_binarize")), 1
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     # Repeat before batching: every batch is full even when batch_size > num_labels.
-    dataset = dataset.shuffle(len(index), seed=seed, reshuffle_each_iteration=True).repeat()
+    dataset = dataset.shuffle(len(index), seed=streams.derive(seed, "labelled_shuffle"),
+                              reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    draw_seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+    draw_seeds = streams.seed_pairs(seed, "labelled_binarize")
 
     def to_float(batch, draw_seed):
         image = tf.cast(batch["image"], tf.float32) / max_value

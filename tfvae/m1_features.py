@@ -22,6 +22,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tfvae import streams
 from tfvae.models import vae as vae_lib
 
 
@@ -76,7 +77,7 @@ def features(m1, images, sample, seed):
     return tf.reshape(z, [-1, 1, 1, m1.latent.latent_size])
 
 
-def to_features(dataset, m1, sample, seed=0):
+def to_features(dataset, m1, sample, seed=0, stream="m1_features"):
     """Maps every batch {"image", ...} of `dataset` to M1's features (other keys kept).
 
     Args:
@@ -84,13 +85,16 @@ def to_features(dataset, m1, sample, seed=0):
       m1: the trained M1.
       sample: draw z_1 ~ q(z_1|x) per batch (a different draw for every batch
         and every epoch) instead of the posterior's summary point.
-      seed: seeds the draws.
+      seed: the user seed of the draws.
+      stream: the `tfvae.streams` purpose of the draws ("m1_features", or
+        "m1_labelled_features" for the labelled stream of M1+M2): never the
+        stream that binarized the same batches.
 
     Returns:
       The dataset with "image" replaced by features [B, 1, 1, latent_size].
     """
     # Other draws in every epoch: the features are re-sampled like dynamic binarization.
-    draw_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    draw_seeds = streams.seed_pairs(seed, stream)
 
     def convert(batch, draw_seed):
         draw_seed = tf.cast(draw_seed % (2 ** 31 - 1), tf.int32)

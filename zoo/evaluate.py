@@ -4,7 +4,8 @@ Loads the trained model (`DIR/model.keras`, or with `--saved_model` the
 exported SavedModel's `elbo` and `log_prob` signatures) and the dataset named
 in `DIR/config.json`, and prints one JSON line: dataset, split, n, elbo,
 log_likelihood (importance sampling, book §2.6, with K =
-num_importance_samples), bits_per_dim, and their standard errors.
+num_importance_samples), likelihood_kind, bits_per_dim where it is defined
+(`tfvae.evaluation`), and their standard errors.
 """
 
 import json
@@ -31,11 +32,13 @@ FLAGS = flags.FLAGS
 
 
 def _saved_model_functions(path, num_samples):
-    """(elbo_fn, log_prob_fn) from the SavedModel's serving signatures.
+    """(elbo_fn, log_prob_fn, likelihood_support) from the SavedModel.
 
     Each signature is called with the inputs it declares, by name: `x` (the
     batch's images), `labels` (its labels, for conditional models),
-    `num_samples` (K) and `seed`.
+    `num_samples` (K) and `seed`. The support is the export's
+    `likelihood_support` collection (None for an export written before it
+    existed: then no bits/dim is reported).
     """
     import tensorflow as tf
 
@@ -49,8 +52,10 @@ def _saved_model_functions(path, num_samples):
         return signature(**{key: tf.cast(values[key](), spec.dtype)
                             for key, spec in inputs.items()})[name]
 
+    support = getattr(loaded, "likelihood_support", None)
+    support = support[0].numpy().decode() if support else None
     return (lambda batch, seed: call("elbo", batch, seed),
-            lambda batch, seed: call("log_prob", batch, seed))
+            lambda batch, seed: call("log_prob", batch, seed), support)
 
 
 def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, batch_size=100,
@@ -62,10 +67,11 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
 
     config, dataset = workdirs.workdir_dataset(workdir, split, batch_size, data_dir)
     if use_saved_model:
-        elbo_fn, log_prob_fn = _saved_model_functions(os.path.join(workdir, "saved_model"),
-                                                       num_samples)
+        elbo_fn, log_prob_fn, support = _saved_model_functions(
+            os.path.join(workdir, "saved_model"), num_samples)
         result = evaluation.evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples,
-                                               seed=seed, max_examples=max_examples or None)
+                                               seed=seed, max_examples=max_examples or None,
+                                               likelihood_support=support)
     else:
         model_path = os.path.join(workdir, "model.keras")
         if not os.path.exists(model_path):

@@ -109,7 +109,8 @@ class Config(train.TrainConfig):
         if self.m1_workdir:
             m1 = self.m1()
             unlabelled = m1_features.to_features(unlabelled, m1, sample=True, seed=self.seed)
-            labelled = m1_features.to_features(labelled, m1, sample=True, seed=self.seed + 1)
+            labelled = m1_features.to_features(labelled, m1, sample=True, seed=self.seed,
+                                               stream="m1_labelled_features")
             validation, test = (m1_features.to_features(d, m1, sample=False)
                                 for d in (validation, test))
         return labelled_data.semi_supervised_dataset(unlabelled, labelled), validation, test

@@ -55,6 +55,11 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
         self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "elbo")}
         self._trackers["skipped_steps"] = keras.metrics.Sum(name="skipped_steps")
 
+    @property
+    def likelihood_support(self):
+        """"discrete" for dequantized 8-bit data (log_prob bounds log P(k)), else "real"."""
+        return "discrete" if self.num_bits else "real"
+
     def build(self, input_shape):
         if not self.flow.built:
             self.flow.build((None, self.num_dims))

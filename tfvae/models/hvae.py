@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfvae import families
 from tfvae import objectives
+from tfvae import streams
 from tfvae.hierarchy import base
 from tfvae.models import example_model
 from tfvae.models import guarded_step
@@ -123,6 +124,12 @@ class HierarchicalVAE(example_model.ExampleModelMixin, keras.Model):
         outputs, params = self.stack.infer(x, seed, analytic=analytic, training=training)
         return outputs, self._params_to_likelihood(params).log_prob(x)
 
+    @property
+    def likelihood_support(self):
+        """What `log_prob` measures: the likelihood family's `support` ("real",
+        "discrete" or "binary"; see `tfvae.families.Family`)."""
+        return self.likelihood.support
+
     def encode(self, x):
         """Posterior summary of every layer; see `posterior_summary`."""
         return self.posterior_summary(x)
@@ -214,7 +221,8 @@ class HierarchicalVAE(example_model.ExampleModelMixin, keras.Model):
             if num_samples < 1:
                 raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
             chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
-        seed = self._seed(seed, self.eval_seed_generator)
+        # A stream of its own: the same seed in `elbo` must not give the same draws.
+        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
         batch = tf.shape(x)[0]
         tiled = tf.tile(x, [chunk_size, 1, 1, 1])                            # [chunk * B, ...]
 

@@ -148,6 +148,12 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
             return tf.identity(x)
 
     # -------------------------------------------------------------- inference
+    @property
+    def likelihood_support(self):
+        """What `log_prob` measures: the likelihood family's `support` ("real",
+        "discrete" or "binary"; see `tfvae.families.Family`)."""
+        return self.likelihood.support
+
     def encode(self, x):
         """Returns q(z|x) for images x [batch, H, W, C]: batch [batch], event [latent_size]."""
         return self.latent.posterior(self.encoder(x))
