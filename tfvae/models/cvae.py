@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import objectives
+from tfvae import streams
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -201,7 +202,8 @@ class ConditionalVAE(vae.VAE):
             if num_samples < 1:
                 raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
             chunk_size = min(chunk_size, int(num_samples))
-        seed = self._seed(seed, self.eval_seed_generator)
+        # A stream of its own: the same seed in `elbo` must not give the same draws.
+        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
         q = self.encode(x, labels)
         p = self.prior()
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae import objectives
+from tfvae import streams
 from tfvae.models import example_model
 from tfvae.models import guarded_step
 
@@ -109,7 +110,8 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
         """log p(x) [batch]; for discrete data importance-sampled over K =
         `num_samples` dequantization draws (tighter than `elbo` as K grows)."""
         flat = self._flat(x)
-        seed = self._seed(seed, self.eval_seed_generator)
+        # A stream of its own: the same seed in `elbo` must not give the same draws.
+        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
         if not self.num_bits:
             return self._log_density(flat, seed)
         if isinstance(num_samples, (int, np.integer)):

@@ -14,6 +14,7 @@ from tfvae import families
 from tfvae import latents
 from tfvae import objectives
 from tfvae import priors
+from tfvae import streams
 from tfvae.models import example_model
 from tfvae.models import guarded_step
 
@@ -259,7 +260,8 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
             if num_samples < 1:
                 raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
             chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
-        seed = self._seed(seed, self.eval_seed_generator)
+        # A stream of its own: the same seed in `elbo` must not give the same draws.
+        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
         q = self.encode(x)
         p = self.prior()
 
