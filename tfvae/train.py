@@ -249,8 +249,7 @@ def run(config, build_model, workdir):
     callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(), callbacks_lib.FirstStepTimer(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
     if config.image_summaries and len(info.image_shape) == 3 and info.image_shape[-1] in (1, 3):
-        # A conditional model (`conditional = True`) reconstructs given the labels.
-        labels = first_batch["label"][:32] if getattr(model, "conditional", False) else None
+        labels = first_batch["label"][:32] if "label" in first_batch else None
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
                                                       seed=config.seed, labels=labels))
     if checkpoint.stopped_early:
@@ -266,7 +265,7 @@ def run(config, build_model, workdir):
 
     test = evaluation.evaluate(model, test_ds, num_samples=config.eval_num_samples)
     # Held-out metrics of the model's test_step beyond the likelihood (M2's accuracy).
-    extra = getattr(model, "extra_test_metrics", ())
+    extra = model.test_metric_names()
     if extra:
         logs = model.evaluate(test_ds, return_dict=True, verbose=0)
         test.update({name: float(logs[name]) for name in extra})

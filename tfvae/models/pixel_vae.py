@@ -53,7 +53,7 @@ class PixelVAE(vae.VAE):
             context = self.decoder.compute_output_shape((None, self.latent.latent_size))
             self.pixelcnn.build([(None, *self.image_shape), tuple(context)])
 
-    def decode(self, z):
+    def decode(self, z, context=None):
         """p(x|z) for z [..., latent_size]: `AutoregressiveBernoulli`, batch [...], event (H, W, 1)."""
         z = tf.convert_to_tensor(z, self.compute_dtype)
         context = self.decoder(tf.reshape(z, [-1, self.latent.latent_size]))  # [n, H, W, C_ctx]
@@ -63,7 +63,7 @@ class PixelVAE(vae.VAE):
 
     def sample(self, num_samples, seed=None):
         """Binary samples x ~ p(x|z), z ~ p(z): [num_samples, H, W, 1] (H * W PixelCNN passes)."""
-        seed = self._seed(seed, self.eval_seed_generator)
+        seed = self.eval_seed(seed)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z = self.prior().sample(num_samples, seed=z_seed)
         return self.decode(z).sample(seed=x_seed)
