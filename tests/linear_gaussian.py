@@ -11,6 +11,7 @@ represent the exact posterior; its decoder is the linear map.
 import math
 
 import numpy as np
+from scipy.special import logsumexp
 
 from tfvae import families
 from tfvae import latents
@@ -55,27 +56,67 @@ def head_values(a, c, scale_tril):
 
 
 def build(weight, bias, a, c, scale_tril, analytic_kl):
+    kernel, head_bias = head_values(a, c, scale_tril)
+    return build_model(weight, bias, latents.LatentLayer(families.FullCovarianceGaussian(Z_DIM)),
+                       kernel, head_bias, analytic_kl=analytic_kl)
+
+
+def build_model(weight, bias, latent, head_kernel, head_bias, model_class=VAE, **kwargs):
+    """The oracle's decoder with any latent layer (posterior family, flow, prior).
+
+    The encoder is the identity and the latent head linear, so q(z|x) is the
+    latent layer's posterior at params = x @ head_kernel + head_bias.
+
+    Args:
+      weight, bias: the decoder, p(x|z) = N(weight z + bias, SIGMA^2 I).
+      latent: a `LatentLayer` of size Z_DIM.
+      head_kernel, head_bias: [X_DIM, latent.params_size] and [latent.params_size].
+      model_class: `VAE` or a subclass (`VampVAE`, ...); **kwargs go to it.
+    """
     likelihood = families.Gaussian((X_DIM, 1, 1), scale=SIGMA)
-    model = VAE(networks.MLP([], X_DIM), networks.MLP([], X_DIM),
-                latents.LatentLayer(families.FullCovarianceGaussian(Z_DIM)), likelihood,
-                analytic_kl=analytic_kl, seed=0)
+    model = model_class(networks.MLP([], X_DIM), networks.MLP([], X_DIM), latent, likelihood,
+                        seed=0, **kwargs)
     model.build((None, X_DIM, 1, 1))
     model.encoder._out.kernel.assign(np.eye(X_DIM))
     model.encoder._out.bias.assign(np.zeros(X_DIM))
-    kernel, head_bias = head_values(a, c, scale_tril)
-    model.latent._head.kernel.assign(kernel)
+    model.latent._head.kernel.assign(head_kernel)
     model.latent._head.bias.assign(head_bias)
     model.decoder._out.kernel.assign(weight.T)
     model.decoder._out.bias.assign(bias)
     return model
 
 
-def expected_elbo(weight, bias, x, loc, scale_tril):
-    """The exact ELBO E_q[log p(x, z) - log q(z)] for q = N(loc, L L^T) [n]."""
-    cov = scale_tril @ scale_tril.T
-    resid = x - bias - loc @ weight.T
-    log_lik = (-0.5 * X_DIM * math.log(2 * math.pi * SIGMA ** 2)
-               - 0.5 / SIGMA ** 2 * ((resid ** 2).sum(-1) + np.trace(weight @ cov @ weight.T)))
-    log_prior = -0.5 * Z_DIM * math.log(2 * math.pi) - 0.5 * ((loc ** 2).sum(-1) + np.trace(cov))
-    entropy = 0.5 * Z_DIM * (1 + math.log(2 * math.pi)) + np.log(np.diag(scale_tril)).sum()
-    return log_lik + log_prior + entropy
+def log_likelihood(weight, bias, x, z):
+    """log p(x|z) [n, G] in float64 for x [n, X_DIM] and z [G, Z_DIM]."""
+    sq = ((x[:, None, :] - (z @ weight.T + bias)[None]) ** 2).sum(-1)
+    return -0.5 * X_DIM * math.log(2 * math.pi * SIGMA ** 2) - 0.5 / SIGMA ** 2 * sq
+
+
+def quadrature_log_prob(weight, bias, x, log_prior, limit=6.0, points=481):
+    """log p(x) = log int p(x|z) p(z) dz [n] for any prior, by a grid over z in R^2.
+
+    A Riemann sum on [-limit, limit]^2 with a float64 logsumexp: exact up to the
+    grid spacing (the integrand is smooth; callers compare a finer grid) and the
+    mass off the grid. That mass is bounded without the prior: p(x|z) is a
+    Gaussian in z with its mode inside the box, so off the box it is below its
+    maximum on the box's boundary, and the integral off the grid is at most that
+    maximum (times the prior's mass there, <= 1).
+
+    Args:
+      weight, bias, x: the decoder and x [n, X_DIM].
+      log_prior: callable mapping z [G, Z_DIM] float32 to log p(z) [G].
+      limit, points: the grid, `points` per axis.
+
+    Returns:
+      (log p(x) [n], log of the prior's mass on the grid, the log of the bound
+      on the integral off the grid [n]).
+    """
+    axis = np.linspace(-limit, limit, points)
+    log_cell = Z_DIM * math.log(axis[1] - axis[0])
+    z = np.stack(np.meshgrid(*[axis] * Z_DIM, indexing="ij"), -1).reshape(-1, Z_DIM)
+    log_p = np.asarray(log_prior(z.astype("float32")), np.float64)
+    mode = np.linalg.solve(weight.T @ weight, weight.T @ (x - bias).T).T
+    assert np.all(np.abs(mode) < limit), mode
+    edge = z[np.abs(z).max(-1) == limit]
+    return (logsumexp(log_likelihood(weight, bias, x, z) + log_p, axis=1) + log_cell,
+            logsumexp(log_p) + log_cell, log_likelihood(weight, bias, x, edge).max(-1))

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tests import layer_contract
 from tfvae import discrete_latents
@@ -14,6 +15,8 @@ from tfvae import families
 from tfvae import latents
 from tfvae import networks
 from tfvae.models import gumbel_vae
+
+tfd = tfp.distributions
 
 LOGITS = np.log(np.array([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]], np.float32))
 NUM_DRAWS = 20000
@@ -125,3 +128,126 @@ def test_training_objective_kl_and_temperature(kl_estimator):
     with pytest.raises(ValueError, match="kl_estimator"):
         gumbel_vae.GumbelVAE(model.encoder, model.decoder, model.latent, model.likelihood,
                              kl_estimator="exact")
+
+
+# Strongly non-uniform logits of the tiny model's 2 x 3 posterior (set through its head).
+FIXED_LOGITS = np.log(np.array([[0.75, 0.2, 0.05], [0.05, 0.15, 0.8]], np.float32))
+
+
+def _fixed_posterior_model(kl_estimator, straight_through=False):
+    """The tiny model with q(z|x) = FIXED_LOGITS for every x (zero head kernel)."""
+    model = _tiny_model(kl_estimator, straight_through=straight_through)
+    head = model.latent._head
+    head.kernel.assign(tf.zeros_like(head.kernel))
+    head.bias.assign(FIXED_LOGITS.reshape(-1))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))   # step 0: tau = tau_0 = 2
+    return model
+
+
+def _spy_decoder_inputs(monkeypatch, model):
+    """Records every z passed to `model.decode`; returns (the list, the original decode)."""
+    seen, decode = [], model.decode
+    monkeypatch.setattr(model, "decode", lambda z: (seen.append(tf.identity(z)), decode(z))[1])
+    return seen, decode
+
+
+def _concrete_log_ratio(y, logits, temperature):
+    """log q_tau(y) - log p_tau(y) of Concrete densities, summed over the N variables.
+
+    Written from the density of Maddison et al. (2017), eq. (3), in float64:
+    log p(y) = log (K-1)! + (K-1) log tau + sum_k (l_k - (tau + 1) log y_k)
+    - K logsumexp_k(l_k - tau log y_k); the uniform prior has l = 0 and the
+    terms not depending on l cancel in the ratio.
+    """
+    y, logits = np.asarray(y, np.float64), np.asarray(logits, np.float64)
+    k = y.shape[-1]
+    log_y = np.log(y)
+    ratio = (logits.sum(-1)
+             - k * np.logaddexp.reduce(logits - temperature * log_y, axis=-1)
+             + k * np.logaddexp.reduce(-temperature * log_y, axis=-1))
+    return ratio.sum(-1)
+
+
+def test_relaxed_kl_is_the_concrete_log_density_ratio_at_the_decoded_sample(monkeypatch):
+    model = _fixed_posterior_model("relaxed")
+    seen, _ = _spy_decoder_inputs(monkeypatch, model)
+    x = np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0, 1, 0, 0]] * 4,
+                 np.float32).reshape(16, 4, 1, 1)
+    out = model.objective(tf.constant(x), tf.constant([5, 6]))
+    tau = float(out["temperature"])
+    assert tau == 2.0 and len(seen) == 1
+    y = seen[0].numpy()                                                   # [16, 2, 3]
+    np.testing.assert_allclose(y.sum(-1), 1.0, rtol=1e-5)
+    # TFP's Concrete densities on the simplex at the sample the decoder saw.
+    logits = tf.constant(np.broadcast_to(FIXED_LOGITS, y.shape), tf.float64)
+    q = tfd.RelaxedOneHotCategorical(tf.constant(tau, tf.float64), logits=logits)
+    p = tfd.RelaxedOneHotCategorical(tf.constant(tau, tf.float64), logits=tf.zeros_like(logits))
+    y64 = tf.constant(y, tf.float64)
+    tfp_ratio = tf.reduce_sum(q.log_prob(y64) - p.log_prob(y64), -1).numpy()   # [16]
+    np.testing.assert_allclose(tfp_ratio, _concrete_log_ratio(y, logits.numpy(), tau),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(float(out["rate"]), tfp_ratio.mean(), rtol=1e-4, atol=1e-4)
+    # The comparison has power: the ratio is far from 0 (a sign flip would be caught).
+    assert tfp_ratio.mean() > 0.3, tfp_ratio.mean()
+    np.testing.assert_allclose(float(out["elbo"]), -(float(out["distortion"]) + tfp_ratio.mean()),
+                               rtol=1e-4)
+
+
+def test_relaxed_kl_monte_carlo_mean_is_the_relaxed_kl_divergence():
+    model = _fixed_posterior_model("relaxed")
+    batch = 4096
+    x = np.tile(np.array([1, 0, 1, 1], np.float32), (batch, 1)).reshape(batch, 4, 1, 1)
+    out = model.objective(tf.constant(x), tf.constant([7, 8]))
+    tau = float(out["temperature"])
+    # A high-sample estimate of KL(q_tau || p_tau) >= 0 from TFP's own sampler and densities.
+    q = tfd.RelaxedOneHotCategorical(tf.constant(tau, tf.float64),
+                                     logits=tf.constant(FIXED_LOGITS, tf.float64))
+    p = tfd.RelaxedOneHotCategorical(tf.constant(tau, tf.float64),
+                                     logits=tf.zeros([2, 3], tf.float64))
+    y = q.sample(200000, seed=[9, 10])
+    ratios = tf.reduce_sum(q.log_prob(y) - p.log_prob(y), -1).numpy()
+    reference, spread = ratios.mean(), ratios.std()
+    stderr = spread * math.sqrt(1 / batch + 1 / ratios.size)
+    assert reference > 20 * spread / math.sqrt(ratios.size) and reference > 0.3, reference
+    assert float(out["rate"]) >= 0
+    assert abs(float(out["rate"]) - reference) < 4 * stderr, (float(out["rate"]), reference, stderr)
+
+
+def test_straight_through_decodes_one_hot_with_the_relaxed_sample_gradient(monkeypatch):
+    model = _tiny_model("discrete", straight_through=True)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    seen, decode = _spy_decoder_inputs(monkeypatch, model)
+    x = tf.constant(np.array([[1, 0, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1]],
+                             np.float32).reshape(3, 4, 1, 1))
+    seed = tf.constant([11, 12])
+    variables = model.encoder.trainable_variables + model.latent.trainable_variables
+    with tf.GradientTape() as tape:
+        out = model.objective(x, seed)
+    gradients = tape.gradient(out["distortion"], variables)
+    # Forward: the decoder sees exactly one-hot codes.
+    hard = seen[0].numpy()                                                # [3, 2, 3]
+    assert set(np.unique(hard)) == {0.0, 1.0} and np.all(hard.sum(-1) == 1)
+    # The relaxed sample y of the same seed; its argmax is the decoded code.
+    tau = float(out["temperature"])
+    with tf.GradientTape() as relaxed_tape:
+        params = model.latent(model.encoder(x))
+        y = tf.exp(model.latent.posterior_family.relaxed(params, tau).sample(seed=seed))
+    np.testing.assert_array_equal(hard, np.eye(3, dtype=np.float32)[y.numpy().argmax(-1)])
+    # Backward: d distortion / d theta = (d distortion / d z at z = hard) . dy / d theta.
+    z = tf.constant(hard)
+    with tf.GradientTape() as decoder_tape:
+        decoder_tape.watch(z)
+        distortion = -tf.reduce_mean(decode(z).log_prob(x))
+    cotangent = decoder_tape.gradient(distortion, z)
+    expected = relaxed_tape.gradient(y, variables, output_gradients=cotangent)
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in expected) > 1e-3   # not trivially zero
+    for got, want, variable in zip(gradients, expected, variables):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-6,
+                                   err_msg=variable.path)
+    # The relaxed path (no straight-through) evaluates the decoder at y: another gradient.
+    with tf.GradientTape() as soft_tape:
+        params = model.latent(model.encoder(x))
+        y = tf.exp(model.latent.posterior_family.relaxed(params, tau).sample(seed=seed))
+        soft_distortion = -tf.reduce_mean(decode(y).log_prob(x))
+    soft = soft_tape.gradient(soft_distortion, variables)
+    assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(soft, expected)) > 1e-4

@@ -239,6 +239,29 @@ class MLPStack(keras.layers.Layer):
             z_above = p.sample(seed=tf.random.experimental.stateless_fold_in(seed, l))
         return self._decode(z_above)
 
+    def prior_log_prob(self, latents):
+        """log p(z_1, ..., z_L) of the generative model at given latents (book §4.1).
+
+        The top-down factorization log p(z_L) + sum_{l<L} log p(z_l | z_{l+1}),
+        each factor the conditional prior that `generate` samples from (at
+        temperature 1). With `generate(n, seed, latents=latents)` for p(x|z_1)
+        it gives the joint log p(x, z_1..L) without any posterior (e.g. an
+        exact log p(x) by quadrature over small latents).
+
+        Args:
+          latents: list of z_l [N, d_l], bottom (z_1) to top (z_L).
+
+        Returns:
+          log p(z_1, ..., z_L) [N].
+        """
+        latents = [tf.convert_to_tensor(z, self.compute_dtype) for z in latents]
+        total = 0.0
+        for l in range(self.num_layers):
+            above = latents[min(l + 1, self.num_layers - 1)]   # the top layer: batch size only
+            p, _ = self._prior(l, above, False)
+            total += p.log_prob(latents[l])
+        return total
+
     def call(self, inputs, training=False):
         return self.infer(inputs, tf.constant([0, 0]), training=training)[1]
 

@@ -307,6 +307,30 @@ class ResNetStack(keras.layers.Layer):
             s = self._update(l, s, hid, z, False)
         return self._output(s, False)
 
+    def prior_log_prob(self, latents):
+        """log p(z_1, ..., z_L) of the generative model at given latents (book §4.1).
+
+        The top-down pass of `generate` run on the given z_l: log p(z_L) +
+        sum_{l<L} log p(z_l | z_{l+1}, ..., z_L), each p_l the conditional prior
+        `generate` samples from (at temperature 1). With `generate(n, seed,
+        latents=latents)` for p(x|z) it gives the joint log p(x, z_1..L)
+        without any posterior (e.g. an exact log p(x) by quadrature).
+
+        Args:
+          latents: list of z_l [N, *latent_shapes[l]], bottom (z_1) to top (z_L).
+
+        Returns:
+          log p(z_1, ..., z_L) [N].
+        """
+        latents = [tf.convert_to_tensor(z, self.compute_dtype) for z in latents]
+        s = self._start(tf.shape(latents[0])[0])
+        total = 0.0
+        for l in reversed(range(self.num_layers)):
+            hid, p, _, _ = self._top_down(l, s, False)
+            total += p.log_prob(latents[l])
+            s = self._update(l, s, hid, latents[l], False)
+        return total
+
     def call(self, inputs, training=False):
         return self.infer(inputs, tf.constant([0, 0]), training=training)[1]
 
