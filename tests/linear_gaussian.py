@@ -86,6 +86,17 @@ def build_model(weight, bias, latent, head_kernel, head_bias, model_class=VAE, *
     return model
 
 
+def expected_elbo(weight, bias, x, loc, scale_tril):
+    """The exact ELBO E_q[log p(x, z) - log q(z)] for q = N(loc, L L^T) [n]."""
+    cov = scale_tril @ scale_tril.T
+    resid = x - bias - loc @ weight.T
+    log_lik = (-0.5 * X_DIM * math.log(2 * math.pi * SIGMA ** 2)
+               - 0.5 / SIGMA ** 2 * ((resid ** 2).sum(-1) + np.trace(weight @ cov @ weight.T)))
+    log_prior = -0.5 * Z_DIM * math.log(2 * math.pi) - 0.5 * ((loc ** 2).sum(-1) + np.trace(cov))
+    entropy = 0.5 * Z_DIM * (1 + math.log(2 * math.pi)) + np.log(np.diag(scale_tril)).sum()
+    return log_lik + log_prior + entropy
+
+
 def log_likelihood(weight, bias, x, z):
     """log p(x|z) [n, G] in float64 for x [n, X_DIM] and z [G, Z_DIM]."""
     sq = ((x[:, None, :] - (z @ weight.T + bias)[None]) ** 2).sum(-1)
