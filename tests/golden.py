@@ -1,6 +1,6 @@
 """Golden numbers of every zoo entry on one tiny fixed setting (the redesign's safety net).
 
-Each entry trains through `tfvae.train.run` for one epoch on the first 128
+Each entry trains through `tfvae.training.train.run` for one epoch on the first 128
 Fashion-MNIST training images (batch 32, seed 0, no XLA, so that the numbers
 are exact to float rounding) and is evaluated on the first 64 test images:
 the final epoch's training loss, the test ELBO and the IS log p(x) with K = 4.
@@ -69,7 +69,7 @@ def _last_scalar(pattern, tag):
 
 def measure(name, workdir):
     """Trains entry `name` at the golden setting in `workdir`; returns its FIELDS."""
-    from tfvae import train
+    from tfvae.training import train
     entry, config = config_for(name)
     metrics = train.run(config, entry.build_model, workdir)
     loss = _last_scalar(os.path.join(workdir, "tensorboard", "train", "*"), "epoch_loss")

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from tests import linear_gaussian as lg
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.models import cvae
 
 NUM_CLASSES = 3

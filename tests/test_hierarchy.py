@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import families
-from tfvae import discretized
-from tfvae import latents
-from tfvae import networks
+from tfvae.distributions import families
+from tfvae.distributions import discretized
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae import streams
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import callbacks
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.training import callbacks
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.models import VAE
 
 SHAPE = (6, 6, 1)

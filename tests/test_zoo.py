@@ -29,9 +29,9 @@ import tensorflow as tf
 
 import zoo
 from tests.conftest import needs_fashion_mnist
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import train
 from zoo import evaluate as evaluate_lib
 from tfvae.models import VAE
 

@@ -1,6 +1,6 @@
 """The model zoo: one module per entry, each runnable as `python -m zoo.<entry>`.
 
-An entry module defines `Config` (a `tfvae.train.TrainConfig` dataclass with
+An entry module defines `Config` (a `tfvae.training.train.TrainConfig` dataclass with
 the entry's hyper-parameters and defaults) and `build_model(config, info)`.
 """
 

@@ -11,8 +11,8 @@ about (d - 1) log N). Monte-Carlo KL; everything else as `vae`.
 
 import dataclasses
 
-from tfvae import disentanglement
-from tfvae import train
+from tfvae.objectives import disentanglement
+from tfvae.training import train
 from tfvae.models import beta_tcvae
 from zoo import vae
 

@@ -10,7 +10,7 @@ C(t)|, C(t) rising linearly from 0 to C nats over `--capacity_steps` steps
 
 import dataclasses
 
-from tfvae import train
+from tfvae.training import train
 from tfvae.models import beta_vae
 from zoo import vae
 

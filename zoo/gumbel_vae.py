@@ -13,10 +13,10 @@ categorical posterior and prior.
 
 import dataclasses
 
-from tfvae import discrete_latents
-from tfvae import families
-from tfvae import latents
-from tfvae import train
+from tfvae.distributions import discrete_latents
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.training import train
 from tfvae.models import gumbel_vae
 from zoo import vae
 

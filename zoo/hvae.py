@@ -18,8 +18,8 @@ Burda et al.'s 100-50 setting (x-200-200-z_1(100)-100-100-z_2(50), tanh):
 
 import dataclasses
 
-from tfvae import families
-from tfvae import train
+from tfvae.distributions import families
+from tfvae.training import train
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp
 from tfvae.models import hvae

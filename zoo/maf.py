@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from tfvae import train
+from tfvae.training import train
 from tfvae.flows import density
 from tfvae.models import FlowDensity
 

@@ -37,8 +37,8 @@ import dataclasses
 import sys
 import types
 
-from tfvae import discretized
-from tfvae import train
+from tfvae.distributions import discretized
+from tfvae.training import train
 from tfvae.hierarchy import base
 from tfvae.hierarchy import resnet
 from tfvae.models import hvae

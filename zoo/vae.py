@@ -13,10 +13,10 @@ reference MLP 784-512-512 -> 32 -> 512-512-784 with ReLU, Adam 1e-3, batch
 
 import dataclasses
 
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
-from tfvae import train
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
+from tfvae.training import train
 from tfvae.flows import density
 from tfvae.flows import householder
 from tfvae.flows import iaf

@@ -8,8 +8,8 @@ p(z) = (1/K) sum_k q(z|u_k) over K = 500 learned pseudo-inputs u_k
 
 import dataclasses
 
-from tfvae import train
-from tfvae import vamp
+from tfvae.training import train
+from tfvae.distributions import vamp
 from tfvae.models import vamp_vae
 from zoo import vae
 

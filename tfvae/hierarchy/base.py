@@ -19,7 +19,7 @@ import collections
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import objectives
+from tfvae.objectives import elbo as objectives
 
 tfd = tfp.distributions
 

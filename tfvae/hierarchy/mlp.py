@@ -25,7 +25,7 @@ Each deterministic MLP has `depth` layers of the width `hidden_units[l]`
 import keras
 import tensorflow as tf
 
-from tfvae import weight_norm as wn
+from tfvae.nn import weight_norm as wn
 from tfvae.flows import iaf as iaf_lib
 from tfvae.hierarchy import base
 

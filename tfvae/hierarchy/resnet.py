@@ -37,13 +37,13 @@ Inference options (`base.INFERENCE`):
 
 The 0.1 on the residual branches keeps the states' scale stable with depth,
 as in openai/iaf. With weight normalization each conv is initialized from
-the first training batch (`tfvae.weight_norm`); heads start at scale 0.1.
+the first training batch (`tfvae.nn.weight_norm`); heads start at scale 0.1.
 """
 
 import keras
 import tensorflow as tf
 
-from tfvae import weight_norm as wn
+from tfvae.nn import weight_norm as wn
 from tfvae.flows import iaf as iaf_lib
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp

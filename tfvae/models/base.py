@@ -44,7 +44,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import objectives
+from tfvae.objectives import elbo as objectives
 from tfvae import streams
 from tfvae.models import guarded_step
 
@@ -94,7 +94,7 @@ class LatentVariableModel(keras.Model):
     # ------------------------------------------------------------- protocol
     @property
     def likelihood_support(self):
-        """What `log_prob` measures: "real", "discrete" or "binary" (`tfvae.evaluation`)."""
+        """What `log_prob` measures: "real", "discrete" or "binary" (`tfvae.evaluation.estimators`)."""
         raise NotImplementedError
 
     def test_metric_names(self):

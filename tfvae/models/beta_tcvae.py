@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import disentanglement
-from tfvae import families
-from tfvae import objectives
-from tfvae import priors
+from tfvae.objectives import disentanglement
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
 from tfvae.models import vae
 
 

@@ -8,7 +8,7 @@ ELBO once); this subclass adds only the capacity objective
 import keras
 import numpy as np
 
-from tfvae import disentanglement
+from tfvae.objectives import disentanglement
 from tfvae.models import vae
 
 

@@ -24,8 +24,8 @@ one-hot z ~ q(z|x) and categorical probability mass functions: both inherit
 import keras
 import tensorflow as tf
 
-from tfvae import discrete_latents
-from tfvae import objectives
+from tfvae.distributions import discrete_latents
+from tfvae.objectives import elbo as objectives
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"

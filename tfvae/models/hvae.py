@@ -19,8 +19,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import objectives
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
 from tfvae.hierarchy import base
 from tfvae.models import base as base_model
 

@@ -7,7 +7,7 @@ importance weights of book §2.6) go into `objectives_iw.iwae_loss`.
 
 import keras
 
-from tfvae import objectives_iw
+from tfvae.objectives import importance_weighted as objectives_iw
 from tfvae.models import vae
 
 

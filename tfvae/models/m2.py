@@ -29,9 +29,9 @@ import math
 import keras
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import objectives
-from tfvae import priors
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
 from tfvae.models import base
 from tfvae.models import cvae
 from tfvae.models import vae

@@ -17,8 +17,8 @@ of p(x|z), z ~ p(z) (the decoder mean is not tractable).
 import keras
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import pixelcnn as pixelcnn_lib
+from tfvae.distributions import families
+from tfvae.nn import pixelcnn as pixelcnn_lib
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"

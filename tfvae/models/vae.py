@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import latents
-from tfvae import objectives
-from tfvae import priors
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
 from tfvae import streams
 from tfvae.models import base
 
@@ -112,7 +112,7 @@ class VAE(base.LatentVariableModel):
     @property
     def likelihood_support(self):
         """What `log_prob` measures: the likelihood family's `support` ("real",
-        "discrete" or "binary"; see `tfvae.families.Family`)."""
+        "discrete" or "binary"; see `tfvae.distributions.families.Family`)."""
         return self.likelihood.support
 
     # -------------------------------------------------------------- inference
@@ -243,7 +243,7 @@ class VAE(base.LatentVariableModel):
         return tf.reduce_mean(terms["log_likelihood"] - terms["kl"], axis=0)
 
     def serving_endpoints(self, chunk_size=100):
-        """The SavedModel signatures (`tfvae.export`), each returning a dict of tensors.
+        """The SavedModel signatures (`tfvae.training.export`), each returning a dict of tensors.
 
         encode(x [n, H, W, C]) -> {loc, scale} [n, d] (`posterior_summary`);
         decode(z [n, d]) -> {mean} [n, H, W, C]; sample(num_samples [], seed [2])

@@ -8,8 +8,8 @@ has no closed-form KL); training, evaluation and the export are the VAE's.
 
 import keras
 
-from tfvae import priors
-from tfvae import vamp
+from tfvae.distributions import priors
+from tfvae.distributions import vamp
 from tfvae.models import vae
 
 

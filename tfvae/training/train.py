@@ -18,10 +18,10 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfvae import callbacks as callbacks_lib
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import export as export_lib
+from tfvae.training import callbacks as callbacks_lib
+from tfvae.data import datasets as data_lib
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import export as export_lib
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 BINARIZE = ("dynamic", "static", "none")
@@ -45,7 +45,7 @@ class TrainConfig:
     """Options shared by every zoo entry (entries subclass it with their own).
 
     Attributes:
-      dataset: one of `tfvae.data.DATASETS`.
+      dataset: one of `tfvae.data.datasets.DATASETS`.
       data_dir: folder with the dataset's standard files ("" = default places).
       binarize: training images "dynamic" (fresh Bernoulli draw every
         epoch), "static" (once) or "none" (grey values). Held-out sets of
@@ -125,7 +125,7 @@ class TrainConfig:
         return _datasets(self)
 
     def dataset_info(self):
-        """The `tfvae.data.DatasetInfo` of the data the model sees (overridden
+        """The `tfvae.data.datasets.DatasetInfo` of the data the model sees (overridden
         where an entry transforms the images, e.g. M1 features for M2)."""
         return data_lib.info(self.dataset)
 

@@ -54,7 +54,7 @@ def load_m1(workdir):
 
 
 def feature_info(info, m1):
-    """The `tfvae.data.DatasetInfo` of M1's features of the dataset `info` describes.
+    """The `tfvae.data.datasets.DatasetInfo` of M1's features of the dataset `info` describes.
 
     Same name, labels and split sizes; image_shape (1, 1, latent_size) and
     num_bits 0 (continuous values).

@@ -63,7 +63,7 @@ class Family:
     [0, 1]^D), "discrete" for a probability mass on a finite grid of values
     (a bits/dim is defined), "binary" for a mass on {0, 1}^D, which is a
     probability on binary data and only a cross-entropy on grey values
-    (`tfvae.evaluation`).
+    (`tfvae.evaluation.estimators`).
     """
 
     support = "real"

@@ -10,7 +10,7 @@ Validation sets are carved deterministically: from the end of the official
 training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
 (binarized MNIST, Larochelle & Murray 2011) or from a fixed permutation
 (scikit-learn's digits); `image_patches` cuts 32x32x3 patches from fixed
-column strips of scikit-learn's sample photographs (`tfvae.image_patches`).
+column strips of scikit-learn's sample photographs (`tfvae.data.image_patches`).
 Example:
 
     for batch in make_dataset("mnist", "train", 128, binarize="dynamic"):
@@ -25,10 +25,10 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data_files
-from tfvae import image_patches
+from tfvae.data import files as data_files
+from tfvae.data import image_patches
 from tfvae import streams
-from tfvae import toy_data
+from tfvae.data import toy_data
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
             "image_patches", *toy_data.TOY_DATASETS)

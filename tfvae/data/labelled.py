@@ -14,7 +14,7 @@ length. Example:
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data as data_lib
+from tfvae.data import datasets as data_lib
 from tfvae import streams
 
 
@@ -55,12 +55,12 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
     """An endless pipeline of labelled batches from a class-balanced training subset.
 
     Args:
-      name: a labelled dataset of `tfvae.data.DATASETS`.
+      name: a labelled dataset of `tfvae.data.datasets.DATASETS`.
       num_labels: size of the labelled subset (a multiple of the classes).
       batch_size: labelled examples per batch (may exceed num_labels).
       seed: seeds the subset choice, the order and the binarization.
       binarize: "none", "dynamic" (a fresh Bernoulli draw per batch) or "static".
-      data_dir, download: as in `tfvae.data.make_dataset`.
+      data_dir, download: as in `tfvae.data.datasets.make_dataset`.
       max_examples: choose among the first N training examples only.
 
     Returns:
