@@ -35,6 +35,7 @@ from zoo import m1_features
 from tfvae.nn import networks
 from tfvae.training import train
 from tfvae.models import m2
+from tfvae import validation
 from zoo import workdirs
 
 
@@ -65,10 +66,13 @@ class Config(train.TrainConfig):
     alpha_factor: float = 0.1
     m1_workdir: str = ""
 
+    def added_fields(self):
+        return {**super().added_fields(), "m1_workdir": ""}
+
     def validate(self):
         super().validate()
-        train._at_least("num_labels", self.num_labels, 1)
-        train._at_least("latent_size", self.latent_size, 1)
+        validation.at_least("num_labels", self.num_labels, 1)
+        validation.at_least("latent_size", self.latent_size, 1)
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")

@@ -19,6 +19,7 @@ from tfvae.nn import networks
 from tfvae.nn import pixelcnn
 from tfvae.training import train
 from tfvae.models import pixel_vae
+from tfvae import validation
 
 
 @dataclasses.dataclass
@@ -58,7 +59,7 @@ class Config(train.TrainConfig):
                              "Received: binarize='none'")
         for name in ("latent_size", "context_channels", "pixelcnn_filters", "pixelcnn_layers",
                      "free_bits_groups"):
-            train._at_least(name, getattr(self, name), 1)
+            validation.at_least(name, getattr(self, name), 1)
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")

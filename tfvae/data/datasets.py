@@ -29,6 +29,7 @@ from tfvae.data import files as data_files
 from tfvae.data import image_patches
 from tfvae import streams
 from tfvae.data import toy_data
+from tfvae import validation
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
             "image_patches", *toy_data.TOY_DATASETS)
@@ -129,19 +130,13 @@ _DOWNLOADS = {
 }
 
 
-def _check_choice(argument, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {', '.join(choices)}. "
-                         f"Received: {argument}={value!r}")
-
-
 def info(name):
     """Returns the `DatasetInfo` of dataset `name`.
 
     Raises:
       ValueError: if `name` is not one of `DATASETS`.
     """
-    _check_choice("name", name, DATASETS)
+    validation.one_of("name", name, DATASETS)
     dataset_info = _INFOS[name]
     return dataclasses.replace(dataset_info, splits=dict(dataset_info.splits))
 
@@ -294,7 +289,7 @@ def load_arrays(name, split, data_dir=None, download=True):
       DataNotFoundError: if the files are nowhere and cannot be downloaded.
     """
     dataset_info = info(name)
-    _check_choice("split", split, SPLITS)
+    validation.one_of("split", split, SPLITS)
     if data_dir is not None and not os.path.isdir(data_dir):
         raise ValueError(f"`data_dir` does not exist. Received: data_dir={data_dir!r}")
     if name == "digits":
@@ -325,16 +320,6 @@ def load_arrays(name, split, data_dir=None, download=True):
     return splits[split]
 
 
-def _check_int(argument, value, minimum, allow_none=False):
-    if allow_none and value is None:
-        return
-    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-            or value < minimum):
-        raise ValueError(f"`{argument}` must be an int >= {minimum}"
-                         f"{' or None' if allow_none else ''}. "
-                         f"Received: {argument}={value!r}")
-
-
 def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
                  seed=0, shuffle=None, drop_remainder=False, max_examples=None,
                  download=True):
@@ -363,10 +348,10 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     Raises:
       ValueError: for an invalid argument or missing data (see `load_arrays`).
     """
-    _check_choice("binarize", binarize, BINARIZE)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("max_examples", max_examples, 1, allow_none=True)
-    _check_int("seed", seed, 0)
+    validation.one_of("binarize", binarize, BINARIZE)
+    validation.at_least("batch_size", batch_size, 1)
+    validation.at_least("max_examples", max_examples, 1, allow_none=True)
+    validation.at_least("seed", seed, 0)
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError("`shuffle` must be None or a bool. "
                          f"Received: shuffle={shuffle!r}")

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from tfvae.data import datasets as data_lib
 from tfvae import streams
+from tfvae import validation
 
 
 def balanced_indices(labels, num_labels, num_classes, seed):
@@ -67,7 +68,7 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
       An infinite `tf.data.Dataset` of {"image": float32 [B, H, W, C] in [0, 1],
       "label": int32 [B]}.
     """
-    data_lib._check_choice("binarize", binarize, data_lib.BINARIZE)
+    validation.one_of("binarize", binarize, data_lib.BINARIZE)
     info = data_lib.info(name)
     if info.num_classes < 2:
         raise ValueError(f"`{name}` has no labels. Received: name={name!r}")

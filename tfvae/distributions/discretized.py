@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae import validation
 from tfvae.distributions import families
 
 tfd = tfp.distributions
@@ -157,12 +158,6 @@ def _check_min_log_scale(min_log_scale):
     return None if min_log_scale is None else float(min_log_scale)
 
 
-def _check_int(value, name, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    return int(value)
-
-
 @keras.saving.register_keras_serializable(_PACKAGE)
 class DiscretizedLogisticMixture(families.Family):
     """Mixture of K discretized logistics per pixel channel (Salimans et al. 2017).
@@ -183,8 +178,8 @@ class DiscretizedLogisticMixture(families.Family):
 
     def __init__(self, event_shape, num_components=5, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
-        self.num_components = _check_int(num_components, "num_components", 1)
-        self.num_bins = _check_int(num_bins, "num_bins", 2)
+        self.num_components = validation.at_least("num_components", num_components, 1)
+        self.num_bins = validation.at_least("num_bins", num_bins, 2)
         self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
@@ -231,7 +226,7 @@ class DiscretizedLogistic(families.Family):
 
     def __init__(self, event_shape, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
-        self.num_bins = _check_int(num_bins, "num_bins", 2)
+        self.num_bins = validation.at_least("num_bins", num_bins, 2)
         self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
