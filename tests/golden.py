@@ -1,6 +1,6 @@
 """Golden numbers of every zoo entry on one tiny fixed setting (the redesign's safety net).
 
-Each entry trains through `tfvae.training.train.run` for one epoch on the first 128
+Each entry trains through `tfvae.train.run` for one epoch on the first 128
 Fashion-MNIST training images (batch 32, seed 0, no XLA, so that the numbers
 are exact to float rounding) and is evaluated on the first 64 test images:
 the final epoch's training loss, the test ELBO and the IS log p(x) with K = 4.
