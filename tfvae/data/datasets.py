@@ -364,7 +364,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     images, labels = load_arrays(name, split, data_dir=data_dir, download=download)
     images, labels = images[:max_examples], labels[:max_examples]
     if binarize == "static":
-        images, max_value = _binarize_once(images, max_value, seed), 1
+        images, max_value = binarize_once(images, max_value, seed), 1
 
     # The arrays live in memory as uint8 (4x smaller than float32), so the
     # pipeline needs no `.cache()`; conversion happens per batch.
@@ -392,7 +392,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _binarize_once(images, max_value, seed):
+def binarize_once(images, max_value, seed):
     """Draws x ~ Bernoulli(images / max_value) once; returns uint8 0/1 images."""
     rng = np.random.default_rng(seed)
     binary = np.empty(images.shape, np.uint8)

@@ -79,7 +79,7 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
     max_value = 2 ** info.num_bits - 1
     images, labels = images[index], labels[index].astype(np.int32)
     if binarize == "static":
-        images, max_value = data_lib._binarize_once(
+        images, max_value = data_lib.binarize_once(
             images, max_value, streams.derive(seed, "labelled_binarize")), 1
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     # Repeat before batching: every batch is full even when batch_size > num_labels.

@@ -191,7 +191,7 @@ class DiscretizedLogisticMixture(families.Family):
         return int(np.prod(self.event_shape)) * self._per_element
 
     def _split(self, params):
-        parts = families._split_params(params, self.event_shape, self._per_element)
+        parts = families.split_params(params, self.event_shape, self._per_element)
         k = self.num_components
         logits, loc, log_scale = (tf.stack(parts[i * k:(i + 1) * k], axis=-1) for i in range(3))
         if self.min_log_scale is not None:
@@ -235,7 +235,7 @@ class DiscretizedLogistic(families.Family):
 
     def make(self, params):
         """Args: params [..., params_size]. Returns: distribution with event shape (H, W, C)."""
-        loc, log_scale = families._split_params(params, self.event_shape, 2)
+        loc, log_scale = families.split_params(params, self.event_shape, 2)
         if self.min_log_scale is not None:
             log_scale = tf.maximum(log_scale, self.min_log_scale)
         return tfd.Independent(

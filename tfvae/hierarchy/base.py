@@ -35,6 +35,17 @@ INFERENCE = ("bottom_up", "ladder", "bidirectional")
 # output fed samples of the layer below) from overflowing to inf and log p to -inf.
 _LOG_SCALE_RANGE = (-9.0, 9.0)
 
+def positive_ints(value, name):
+    """`value` as a non-empty tuple of positive ints, or a ValueError naming `name`."""
+    try:
+        units = tuple(int(u) for u in value)
+    except (TypeError, ValueError):
+        units = ()
+    if not units or any(u < 1 for u in units):
+        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers. "
+                         f"Received: {name}={value!r}")
+    return units
+
 
 def check_inference(inference, allowed=INFERENCE):
     if inference not in allowed:

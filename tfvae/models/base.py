@@ -61,6 +61,11 @@ Batch = collections.namedtuple("Batch", ["x", "context", "labels", "labelled"],
     training), or None.
 """
 
+def deserialize(obj):
+    """A Keras object from its serialized config (a dict), or `obj` itself."""
+    return keras.saving.deserialize_keras_object(obj) if isinstance(obj, dict) else obj
+
+
 # Metrics of the train step only (the held-out step reports the objective's terms).
 TRAINING_ONLY = ("skipped_steps", "grad_norm")
 

@@ -33,9 +33,6 @@ _PACKAGE = "tfvae"
 _plain_python = tf.autograph.experimental.do_not_convert
 
 
-def _deserialize(obj):
-    return keras.saving.deserialize_keras_object(obj) if isinstance(obj, dict) else obj
-
 
 @keras.saving.register_keras_serializable(_PACKAGE)
 class HierarchicalVAE(base_model.LatentVariableModel):
@@ -57,11 +54,11 @@ class HierarchicalVAE(base_model.LatentVariableModel):
 
     def __init__(self, stack, likelihood, *, analytic_kl=True, beta=1.0, kl_warmup_steps=0,
                  free_bits=0.0, free_bits_groups=1, **kwargs):
-        likelihood = _deserialize(likelihood)
+        likelihood = base_model.deserialize(likelihood)
         if not isinstance(likelihood, families.Family):
             raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
         super().__init__(likelihood.event_shape, **kwargs)
-        self.stack = _deserialize(stack)
+        self.stack = base_model.deserialize(stack)
         self.likelihood = likelihood
         if not hasattr(self.stack, "infer") or not hasattr(self.stack, "generate"):
             raise ValueError(f"`stack` must be a hierarchy stack. Received: stack={stack!r}")

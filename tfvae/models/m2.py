@@ -80,7 +80,7 @@ class M2(cvae.ConditionalVAE):
         if not float(alpha) >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha!r}")
         self.alpha = float(alpha)
-        self.classifier = vae._deserialize(classifier)
+        self.classifier = base.deserialize(classifier)
         self.track_metrics("accuracy", "classification_loss")
 
     def build(self, input_shape):

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from tfvae.distributions import families
 from tfvae.nn import pixelcnn as pixelcnn_lib
+from tfvae.models import base
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -42,7 +43,7 @@ class PixelVAE(vae.VAE):
         if not isinstance(self.likelihood, families.Bernoulli) or self.image_shape[-1] != 1:
             raise ValueError("PixelVAE models binary single-channel images: `likelihood` must "
                              f"be Bernoulli with event shape (H, W, 1). Received: {likelihood!r}")
-        self.pixelcnn = vae._deserialize(pixelcnn)
+        self.pixelcnn = base.deserialize(pixelcnn)
         if not isinstance(self.pixelcnn, pixelcnn_lib.PixelCNN) or self.pixelcnn.output_channels != 1:
             raise ValueError("`pixelcnn` must be a PixelCNN with output_channels=1. "
                              f"Received: pixelcnn={pixelcnn!r}")

@@ -24,9 +24,6 @@ from tfvae.models import base
 _PACKAGE = "tfvae"
 
 
-def _deserialize(obj):
-    return keras.saving.deserialize_keras_object(obj) if isinstance(obj, dict) else obj
-
 
 @keras.saving.register_keras_serializable(_PACKAGE)
 class VAE(base.LatentVariableModel):
@@ -53,13 +50,13 @@ class VAE(base.LatentVariableModel):
 
     def __init__(self, encoder, decoder, latent, likelihood, *, analytic_kl=True, beta=1.0,
                  kl_warmup_steps=0, free_bits=0.0, free_bits_groups=1, **kwargs):
-        likelihood = _deserialize(likelihood)
+        likelihood = base.deserialize(likelihood)
         if not isinstance(likelihood, families.Family):
             raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
         super().__init__(likelihood.event_shape, **kwargs)
-        self.encoder = _deserialize(encoder)
-        self.decoder = _deserialize(decoder)
-        self.latent = _deserialize(latent)
+        self.encoder = base.deserialize(encoder)
+        self.decoder = base.deserialize(decoder)
+        self.latent = base.deserialize(latent)
         self.likelihood = likelihood
         if not isinstance(self.latent, latents.LatentLayer):
             raise ValueError(f"`latent` must be a LatentLayer. Received: latent={latent!r}")
