@@ -4,7 +4,7 @@
         [--max_examples=10000] [--out=bench/results/eval_speed.json]
 
 Target (performance issue): the importance-sampled log p(x) with K samples
-over the test set (`tfvae.evaluation.evaluate`, the path `zoo.evaluate` and
+over the test set (`tfvae.evaluation.estimators.evaluate`, the path `zoo.evaluate` and
 the training loop use) takes at most 2x the time of K forward passes of the
 encoder and decoder over the same images — the estimator adds no overhead
 beyond the network evaluations it needs. The reference runs its K passes in
@@ -24,9 +24,9 @@ from absl import flags
 
 import tfvae  # noqa: F401  (registers the model classes)
 from bench import timing
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import train
 
 flags.DEFINE_string("workdir", None, "A trained entry's workdir (config.json, model.keras).")
 flags.DEFINE_integer("num_samples", 1000, "K.")

@@ -22,8 +22,8 @@ from absl import app
 from absl import flags
 
 import zoo
-from tfvae import data as data_lib
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.training import train
 
 flags.DEFINE_string("entry", "vae", "Zoo entry.")
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (local).")

@@ -28,9 +28,9 @@ from absl import logging
 
 import tfvae  # noqa: F401  (registers the model classes)
 from bench import timing
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import train
 
 flags.DEFINE_string("out_dir", "bench/results", "Where scaling.json and the PNGs go.")
 flags.DEFINE_string("workdir", "bench_runs/fashion_mnist/vae",

@@ -5,7 +5,7 @@
 1. Launches `python -m zoo.<entry>` (one epoch on a small subset,
    `steps_per_execution=1`) and measures from the launch to the first finished
    training step, which the loop logs with its wall-clock time
-   (`tfvae.callbacks.FirstStepTimer`): Python and TensorFlow imports, data
+   (`tfvae.training.callbacks.FirstStepTimer`): Python and TensorFlow imports, data
    loading, model building, tracing and XLA compilation.
 2. In a fresh process that imports only TensorFlow, times
    `tf.saved_model.load` of that run's export and the first served `sample`

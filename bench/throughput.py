@@ -3,7 +3,7 @@
     python -m bench.throughput --entry=vae [--vs-peer] [--json] [--out=bench/results/throughput.json]
 
 Builds and compiles the entry exactly as the training loop does
-(`tfvae.train.build_compiled`: the entry's config and defaults, Adam, XLA,
+(`tfvae.training.train.build_compiled`: the entry's config and defaults, Adam, XLA,
 `steps_per_execution`), feeds it the loop's own `tf.data` pipeline — cached
 batches (`--pipeline=cached`, the model's speed) or the pipeline re-run every
 epoch with shuffling and dynamic binarization (`--pipeline=live`, what

@@ -16,8 +16,8 @@ import tensorflow as tf
 
 import zoo
 from bench import flops as flops_lib
-from tfvae import data as data_lib
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.training import train
 
 
 def matmul_peak_gflops(n=2048, repeats=10):

@@ -15,7 +15,7 @@ tf.config.set_logical_device_configuration(CPUS[0], [tf.config.LogicalDeviceConf
 
 import keras  # noqa: E402
 
-from tfvae import data as data_lib  # noqa: E402
+from tfvae.data import datasets as data_lib  # noqa: E402
 from zoo import vae  # noqa: E402
 
 

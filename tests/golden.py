@@ -69,7 +69,7 @@ def _last_scalar(pattern, tag):
 
 def measure(name, workdir):
     """Trains entry `name` at the golden setting in `workdir`; returns its FIELDS."""
-    from tfvae import train
+    from tfvae.training import train
     entry, config = config_for(name)
     metrics = train.run(config, entry.build_model, workdir)
     loss = _last_scalar(os.path.join(workdir, "tensorboard", "train", "*"), "epoch_loss")

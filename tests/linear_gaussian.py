@@ -13,9 +13,9 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.models import VAE
 
 X_DIM, Z_DIM, SIGMA = 5, 2, 0.5

@@ -15,8 +15,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
-from tfvae import data as data_lib
-from tfvae import disentanglement
+from tfvae.data import datasets as data_lib
+from tfvae.objectives import disentanglement
 from tfvae.models import beta_tcvae
 
 D, S, N, BATCH = 3, 0.7, 100_000, 1000

@@ -14,9 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from tfvae import callbacks as callbacks_lib
-from tfvae import data as data_lib
-from tfvae import train
+from tfvae.training import callbacks as callbacks_lib
+from tfvae.data import datasets as data_lib
+from tfvae.training import train
 
 
 def _config(**changes):

@@ -24,7 +24,7 @@ pytest.importorskip("matplotlib")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 COLAB = REPO / "colab"
 KERNEL_NAME = "tfvae-test-python"
-# Local copies the library finds without a download (see tfvae/data.py).
+# Local copies the library finds without a download (see tfvae/data/datasets.py).
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",
                       os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
                                    "datasets", "fashion-mnist"))
@@ -81,14 +81,14 @@ def _own_estimates(workdir, num_samples):
     import tensorflow as tf
     import tensorflow_probability as tfp
 
-    import tfvae.data
-    import tfvae.train
+    import tfvae.data.datasets
+    import tfvae.training.train
     import zoo.vae  # noqa: F401  (registers the model's classes)
 
     model = keras.saving.load_model(workdir / "model.keras")
     assert model.analytic_kl
-    batch = next(iter(tfvae.data.make_dataset(
-        "fashion_mnist", "test", 100, binarize="static", seed=tfvae.train.EVAL_BINARIZE_SEED,
+    batch = next(iter(tfvae.data.datasets.make_dataset(
+        "fashion_mnist", "test", 100, binarize="static", seed=tfvae.training.train.EVAL_BINARIZE_SEED,
         max_examples=100, download=False)))
     x = tf.constant(batch["image"])
     q, p = model.encode(x), model.prior()

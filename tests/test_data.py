@@ -1,4 +1,4 @@
-"""Tests for tfvae.data: file formats, splits, binarization, errors (no network)."""
+"""Tests for tfvae.data.datasets: file formats, splits, binarization, errors (no network)."""
 
 import gzip
 import hashlib
@@ -11,8 +11,8 @@ import urllib.error
 import numpy as np
 import pytest
 
-from tfvae import data
-from tfvae import data_files
+from tfvae.data import datasets as data
+from tfvae.data import files as data_files
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tests import linear_gaussian as lg
-from tfvae import diagnostics
+from tfvae.evaluation import gradient_variance as diagnostics
 
 NUM_DRAWS = 2000
 
@@ -59,8 +59,8 @@ def test_arguments_are_validated():
 def test_measure_on_a_workdir(tmp_path):
     """`zoo.gradients` on a workdir holding config.json and model.keras (untrained weights)."""
     from tests.conftest import needs_fashion_mnist
-    from tfvae import data as data_lib
-    from tfvae import train
+    from tfvae.data import datasets as data_lib
+    from tfvae.training import train
     from zoo import gradients
     import zoo
 

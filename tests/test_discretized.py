@@ -8,8 +8,8 @@ import tensorflow as tf
 from scipy import special
 
 from tests.layer_contract import check_family
-from tfvae import discretized
-from tfvae import objectives
+from tfvae.distributions import discretized
+from tfvae.objectives import elbo as objectives
 
 RNG = np.random.default_rng(3)
 BINS = np.arange(256) / 255.0

@@ -1,6 +1,6 @@
 """Early stopping through the real training loop: patience, `stopped_early`, best weights kept.
 
-`tfvae.train.run` trains a tiny `vae` entry on data built here, whose
+`tfvae.training.train.run` trains a tiny `vae` entry on data built here, whose
 validation ELBO rises and then falls by construction: the first epochs train
 on images of the validation distribution, the later ones on their negatives
 (1 - x), which the model then learns at the validation set's expense. A
@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 import zoo.vae
-from tfvae import train
+from tfvae.training import train
 
 IMAGE_SHAPE = (8, 8, 1)
 BATCH_SIZE = 32

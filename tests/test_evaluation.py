@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 from scipy import special
 
-from tfvae import discretized
-from tfvae import evaluation
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.distributions import discretized
+from tfvae.evaluation import estimators as evaluation
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.flows import density
 from tfvae.models import VAE
 from tfvae.models import FlowDensity

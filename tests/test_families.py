@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests.layer_contract import check_family
-from tfvae import families
+from tfvae.distributions import families
 
 tfd = tfp.distributions
 RNG = np.random.default_rng(7)

@@ -13,7 +13,7 @@ import tensorflow_probability as tfp
 from tests.layer_contract import check_layer
 from tfvae.flows.density import FlowPrior
 from tfvae.flows.iaf import IAF
-from tfvae.flows.made import MADE
+from tfvae.nn.made import MADE
 
 tfd = tfp.distributions
 

@@ -10,10 +10,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tests import layer_contract
-from tfvae import discrete_latents
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.distributions import discrete_latents
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.models import gumbel_vae
 
 tfd = tfp.distributions

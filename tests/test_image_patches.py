@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from tfvae import data
-from tfvae import image_patches
+from tfvae.data import datasets as data
+from tfvae.data import image_patches
 
 pytest.importorskip("sklearn")
 

@@ -12,7 +12,7 @@ import scipy.special
 import tensorflow as tf
 
 from tests import linear_gaussian as lg
-from tfvae import objectives_iw
+from tfvae.objectives import importance_weighted as objectives_iw
 from tfvae.models import iwae
 
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tests.layer_contract import check_layer
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
-from tfvae import priors
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
+from tfvae.distributions import priors
 
 
 def test_mlp():

@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import families
-from tfvae import objectives
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
 
 tfd = tfp.distributions
 

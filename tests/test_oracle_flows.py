@@ -24,9 +24,9 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 from tests import linear_gaussian as lg
-from tfvae import families
-from tfvae import latents
-from tfvae import vamp
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.distributions import vamp
 from tfvae.flows import density
 from tfvae.flows import householder
 from tfvae.flows import iaf

@@ -28,7 +28,7 @@ import pytest
 import tensorflow as tf
 from scipy.special import logsumexp
 
-from tfvae import families
+from tfvae.distributions import families
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp
 from tfvae.hierarchy import resnet

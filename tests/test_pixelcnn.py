@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 from tests import layer_contract
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
-from tfvae import pixelcnn
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
+from tfvae.nn import pixelcnn
 from tfvae.models import pixel_vae
 
 

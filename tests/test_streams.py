@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import evaluation
-from tfvae import families
+from tfvae.evaluation import estimators as evaluation
+from tfvae.distributions import families
 from tfvae import streams
 from tfvae.hierarchy import mlp
 from tfvae.models import hvae

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae import callbacks
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
+from tfvae.training import callbacks
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
 from tfvae.models import VAE
 
 SHAPE = (6, 6, 1)
@@ -110,7 +110,7 @@ def test_free_bits_groups_need_a_factorized_posterior():
 
 
 @pytest.mark.parametrize("x, message", [
-    (np.zeros((2, 5, 6, 1), "float32"), r"Expected images of shape \[batch, 6, 6, 1\]"),
+    (np.zeros((2, 5, 6, 1), "float32"), r"Expected examples of shape \[batch, 6, 6, 1\]"),
     (np.zeros((2, 36), "float32"), "Received: shape"),
     (np.full((2, *SHAPE), 1.5, "float32"), r"must lie in \[0.0, 1.0\].*max=1.5"),
     (np.full((2, *SHAPE), -0.1, "float32"), r"min=-0.1"),

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 import zoo
 from tests import layer_contract
-from tfvae import data as data_lib
-from tfvae import vamp
+from tfvae.data import datasets as data_lib
+from tfvae.distributions import vamp
 from tfvae.models import vamp_vae
 
 K, LATENT = 7, 3

@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from tests.layer_contract import check_layer
-from tfvae import callbacks
-from tfvae import weight_norm
+from tfvae.training import callbacks
+from tfvae.nn import weight_norm
 
 RNG = np.random.default_rng(11)
 

@@ -32,10 +32,10 @@ import tensorflow as tf
 
 import zoo
 from tests.conftest import needs_fashion_mnist
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import families
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.distributions import families
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import train
 from zoo import evaluate as evaluate_lib
 from tfvae.models import VAE
 
@@ -239,12 +239,11 @@ def _endpoint_inputs(specs, batch, seed_rng):
 
 
 def _bad_images(x, model):
-    """{case: (x with one bad value, the error the model must raise)} for a VAE-family
-    model (its `elbo`/`log_prob` check x's values, in graph mode too); {} otherwise."""
-    if not hasattr(model, "_check_values"):
-        return {}                     # a flow density model does not check its input's values
+    """{case: (x with one bad value, the error the model must raise)}: every model's
+    `elbo`/`log_prob` check x's values (`LatentVariableModel.check_values`), in graph mode
+    too: finite, and inside the likelihood's support where it is bounded."""
     cases = {"nan": (np.nan, "`x` contains non-finite values")}
-    if isinstance(model.likelihood, families.Bernoulli):
+    if model.value_range() == (0.0, 1.0):
         cases.update(high=(1.5, "`x` must be <= 1"), low=(-0.5, "`x` must be >= 0"))
     bad = {}
     for case, (value, message) in cases.items():
@@ -526,7 +525,7 @@ def _cli(workdir, *flags):
 _RESUME_PROBE = """
 import os, runpy
 import keras, numpy as np
-from tfvae import callbacks
+from tfvae.training import callbacks
 fit = keras.Model.fit
 def probed_fit(model, *args, **kwargs):
     # (A checkpoint key spells "." in an object's name "..".)

@@ -7,31 +7,41 @@ Autoencoders", Foundations and Trends in Machine Learning (2019).
 __version__ = "0.1.0"
 
 # Importing the package registers every serializable class with Keras, so a
-# `.keras` file loads after a plain `import tfvae`.
-from tfvae import families  # noqa: E402,F401
-from tfvae import latents  # noqa: E402,F401
-from tfvae import networks  # noqa: E402,F401
-from tfvae import priors  # noqa: E402,F401
-from tfvae import models  # noqa: E402,F401
+# `.keras` file loads after a plain `import tfvae`. The subpackages follow the
+# picture of the design: nn -> flows -> distributions -> hierarchy -> models,
+# with objectives, data, evaluation and training beside them; the modules keep
+# their short public names here (`tfvae.families`, `tfvae.objectives`, ...).
+from tfvae.nn import made  # noqa: E402,F401
+from tfvae.nn import networks  # noqa: E402,F401
+from tfvae.nn import pixelcnn  # noqa: E402,F401
+from tfvae.nn import weight_norm  # noqa: E402,F401
 from tfvae.flows import density  # noqa: E402,F401
-from tfvae.flows import iaf  # noqa: E402,F401
-from tfvae.flows import made  # noqa: E402,F401
 from tfvae.flows import householder  # noqa: E402,F401
+from tfvae.flows import iaf  # noqa: E402,F401
 from tfvae.flows import planar  # noqa: E402,F401
 from tfvae.flows import sylvester  # noqa: E402,F401
-from tfvae import vamp  # noqa: E402,F401
-from tfvae.models import beta_tcvae  # noqa: E402,F401
-from tfvae.models import beta_vae  # noqa: E402,F401
-from tfvae.models import iwae  # noqa: E402,F401
-from tfvae.models import vamp_vae  # noqa: E402,F401
-from tfvae import discrete_latents  # noqa: E402,F401
-from tfvae import pixelcnn  # noqa: E402,F401
-from tfvae.models import cvae  # noqa: E402,F401
-from tfvae.models import gumbel_vae  # noqa: E402,F401
-from tfvae.models import m2  # noqa: E402,F401
-from tfvae.models import pixel_vae  # noqa: E402,F401
-from tfvae import discretized  # noqa: E402,F401
-from tfvae import weight_norm  # noqa: E402,F401
+from tfvae.distributions import discrete_latents  # noqa: E402,F401
+from tfvae.distributions import discretized  # noqa: E402,F401
+from tfvae.distributions import families  # noqa: E402,F401
+from tfvae.distributions import latents  # noqa: E402,F401
+from tfvae.distributions import priors  # noqa: E402,F401
+from tfvae.distributions import vamp  # noqa: E402,F401
 from tfvae.hierarchy import mlp as hierarchy_mlp  # noqa: E402,F401
 from tfvae.hierarchy import resnet as hierarchy_resnet  # noqa: E402,F401
+from tfvae.objectives import disentanglement  # noqa: E402,F401
+from tfvae.objectives import elbo as objectives  # noqa: E402,F401
+from tfvae.objectives import importance_weighted as objectives_iw  # noqa: E402,F401
+from tfvae import models  # noqa: E402,F401
+from tfvae.models import beta_tcvae  # noqa: E402,F401
+from tfvae.models import beta_vae  # noqa: E402,F401
+from tfvae.models import cvae  # noqa: E402,F401
+from tfvae.models import gumbel_vae  # noqa: E402,F401
 from tfvae.models import hvae  # noqa: E402,F401
+from tfvae.models import iwae  # noqa: E402,F401
+from tfvae.models import m2  # noqa: E402,F401
+from tfvae.models import pixel_vae  # noqa: E402,F401
+from tfvae.models import vamp_vae  # noqa: E402,F401
+from tfvae.models.base import Batch  # noqa: E402,F401
+from tfvae.models.base import LatentVariableModel  # noqa: E402,F401
+from tfvae.models.flow_density import FlowDensity  # noqa: E402,F401
+from tfvae.models.vae import VAE  # noqa: E402,F401

@@ -11,9 +11,9 @@ about (d - 1) log N). Monte-Carlo KL; everything else as `vae`.
 
 import dataclasses
 
-from tfvae import disentanglement
-from tfvae import train
+from tfvae.objectives import disentanglement
 from tfvae.models import beta_tcvae
+from tfvae import validation
 from zoo import vae
 
 
@@ -37,8 +37,8 @@ class Config(vae.Config):
 
     def validate(self):
         super().validate()
-        train._one_of("estimator", self.estimator, disentanglement.ESTIMATORS)
-        train._at_least("dataset_size", self.dataset_size, 0)
+        validation.one_of("estimator", self.estimator, disentanglement.ESTIMATORS)
+        validation.at_least("dataset_size", self.dataset_size, 0)
         for name in ("alpha", "gamma"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}")

@@ -10,8 +10,8 @@ C(t)|, C(t) rising linearly from 0 to C nats over `--capacity_steps` steps
 
 import dataclasses
 
-from tfvae import train
 from tfvae.models import beta_vae
+from tfvae import validation
 from zoo import vae
 
 
@@ -36,7 +36,7 @@ class Config(vae.Config):
             raise ValueError(f"`capacity_max` must be >= 0. Received: capacity_max={self.capacity_max!r}")
         if not self.gamma > 0:
             raise ValueError(f"`gamma` must be > 0. Received: gamma={self.gamma!r}")
-        train._at_least("capacity_steps", self.capacity_steps, 1)
+        validation.at_least("capacity_steps", self.capacity_steps, 1)
 
 
 def build_model(config, info):

@@ -16,7 +16,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from tfvae import train
+from tfvae.training import train
 
 FLAGS = flags.FLAGS
 

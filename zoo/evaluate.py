@@ -5,7 +5,7 @@ exported SavedModel's `elbo` and `log_prob` signatures) and the dataset named
 in `DIR/config.json`, and prints one JSON line: dataset, split, n, elbo,
 log_likelihood (importance sampling, book §2.6, with K =
 num_importance_samples), likelihood_kind, bits_per_dim where it is defined
-(`tfvae.evaluation`), and their standard errors.
+(`tfvae.evaluation.estimators`), and their standard errors.
 """
 
 import json
@@ -63,7 +63,7 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
     """Returns the evaluation dict for a trained workdir (see module docstring)."""
     import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
-    from tfvae import evaluation
+    from tfvae.evaluation import estimators as evaluation
 
     config, dataset = workdirs.workdir_dataset(workdir, split, batch_size, data_dir)
     if use_saved_model:

@@ -4,7 +4,7 @@ Loads a trained entry's `DIR/model.keras` and one minibatch of its dataset
 (the split binarized once, as in evaluation) and measures, per encoder
 parameter, the variance of the reparameterization (book §2.4), score-function
 (REINFORCE, §2.9.1) and baselined score-function gradient estimators of the
-minibatch ELBO (`tfvae.diagnostics`). Prints a table, then one JSON line
+minibatch ELBO (`tfvae.evaluation.gradient_variance`). Prints a table, then one JSON line
 with the mean per-parameter variances and their ratios to the
 reparameterization estimator's.
 
@@ -26,7 +26,7 @@ def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_sampl
     """Returns the JSON-able result dict for a trained workdir (see module docstring)."""
     import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
-    from tfvae import diagnostics
+    from tfvae.evaluation import gradient_variance as diagnostics
     from zoo import workdirs
 
     model_path = os.path.join(workdir, "model.keras")

@@ -13,11 +13,12 @@ categorical posterior and prior.
 
 import dataclasses
 
-from tfvae import discrete_latents
-from tfvae import families
-from tfvae import latents
-from tfvae import train
+from tfvae.distributions import discrete_latents
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.training import train
 from tfvae.models import gumbel_vae
+from tfvae import validation
 from zoo import vae
 
 
@@ -58,10 +59,10 @@ class Config(train.TrainConfig):
 
     def validate(self):
         super().validate()
-        train._one_of("network", self.network, vae.NETWORKS)
-        train._one_of("kl_estimator", self.kl_estimator, discrete_latents.KL_ESTIMATORS)
-        train._at_least("latent_size", self.latent_size, 1)
-        train._at_least("num_categories", self.num_categories, 2)
+        validation.one_of("network", self.network, vae.NETWORKS)
+        validation.one_of("kl_estimator", self.kl_estimator, discrete_latents.KL_ESTIMATORS)
+        validation.at_least("latent_size", self.latent_size, 1)
+        validation.at_least("num_categories", self.num_categories, 2)
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")

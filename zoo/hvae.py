@@ -18,11 +18,12 @@ Burda et al.'s 100-50 setting (x-200-200-z_1(100)-100-100-z_2(50), tanh):
 
 import dataclasses
 
-from tfvae import families
-from tfvae import train
+from tfvae.distributions import families
+from tfvae.training import train
 from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp
 from tfvae.models import hvae
+from tfvae import validation
 
 
 @dataclasses.dataclass
@@ -70,9 +71,9 @@ class Config(train.TrainConfig):
             raise ValueError(f"`hidden_units` needs one width per latent layer "
                              f"({len(self.latent_sizes)}). Received: hidden_units={self.hidden_units!r}")
         for name in ("depth", "iaf_context_size", "free_bits_groups"):
-            train._at_least(name, getattr(self, name), 1)
-        train._at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
-        train._at_least("iaf_steps", self.iaf_steps, 0)
+            validation.at_least(name, getattr(self, name), 1)
+        validation.at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
+        validation.at_least("iaf_steps", self.iaf_steps, 0)
 
 
 def build_model(config, info):

@@ -10,7 +10,7 @@ standard ELBO (comparable across entries), `iwae` the bound being trained.
 
 import dataclasses
 
-from tfvae import objectives_iw
+from tfvae.objectives import importance_weighted as objectives_iw
 from tfvae.models import iwae
 from zoo import vae
 

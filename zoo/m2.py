@@ -11,7 +11,7 @@ metrics.json as `test_accuracy`.
 
 M1+M2 (Kingma et al.'s stacked model): `--m1_workdir` names a finished
 unsupervised VAE run on the same dataset (M1); M2 is then trained on M1's
-latents (`tfvae.m1_features`: a fresh draw z_1 ~ q(z_1|x) per training
+latents (`zoo.m1_features`: a fresh draw z_1 ~ q(z_1|x) per training
 batch, the posterior mean for held-out data) with a Gaussian p(z_1|y, z_2).
 The test bound is then one of log p(z_1), and the exported M2 takes M1's
 `encode` output (its `loc`, shaped [N, 1, 1, d]) instead of images.
@@ -27,14 +27,15 @@ Kingma et al.'s M1 has two softplus layers of 600 units and 50 latents:
 
 import dataclasses
 
-from tfvae import data as data_lib
-from tfvae import families
-from tfvae import labelled_data
-from tfvae import latents
-from tfvae import m1_features
-from tfvae import networks
-from tfvae import train
+from tfvae.data import datasets as data_lib
+from tfvae.distributions import families
+from tfvae.data import labelled as labelled_data
+from tfvae.distributions import latents
+from zoo import m1_features
+from tfvae.nn import networks
+from tfvae.training import train
 from tfvae.models import m2
+from tfvae import validation
 from zoo import workdirs
 
 
@@ -65,10 +66,13 @@ class Config(train.TrainConfig):
     alpha_factor: float = 0.1
     m1_workdir: str = ""
 
+    def added_fields(self):
+        return {**super().added_fields(), "m1_workdir": ""}
+
     def validate(self):
         super().validate()
-        train._at_least("num_labels", self.num_labels, 1)
-        train._at_least("latent_size", self.latent_size, 1)
+        validation.at_least("num_labels", self.num_labels, 1)
+        validation.at_least("latent_size", self.latent_size, 1)
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")
@@ -83,7 +87,7 @@ class Config(train.TrainConfig):
                                      f"Received: m1_workdir={self.m1_workdir!r}")
 
     def m1(self):
-        """The trained M1 (`tfvae.m1_features.load_m1`), loaded once; None without one."""
+        """The trained M1 (`zoo.m1_features.load_m1`), loaded once; None without one."""
         if not self.m1_workdir:
             return None
         if getattr(self, "_m1", None) is None:

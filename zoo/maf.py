@@ -13,9 +13,10 @@ import dataclasses
 
 import numpy as np
 
-from tfvae import train
+from tfvae.training import train
 from tfvae.flows import density
 from tfvae.models import FlowDensity
+from tfvae import validation
 
 FLOWS = ("maf", "realnvp")
 
@@ -42,8 +43,8 @@ class Config(train.TrainConfig):
 
     def validate(self):
         super().validate()
-        train._one_of("flow", self.flow, FLOWS)
-        train._at_least("num_flows", self.num_flows, 1)
+        validation.one_of("flow", self.flow, FLOWS)
+        validation.at_least("num_flows", self.num_flows, 1)
         if self.binarize != "none":
             raise ValueError("A flow models dequantized grey values or continuous data: "
                              f"use --binarize=none. Received: binarize={self.binarize!r}")

@@ -3,7 +3,7 @@
 MLP encoder to a 32-dimensional diagonal Gaussian q(z|x); a transposed-conv
 decoder maps z to a 28x28 context map that conditions a small gated
 PixelCNN (one stack of gated residual blocks with masked convolutions, see
-`tfvae.pixelcnn`) over the binarized image. Free bits (1 nat per group of 4
+`tfvae.nn.pixelcnn`) over the binarized image. Free bits (1 nat per group of 4
 latents, §2.8.1) keep the latents in use. Sampling is autoregressive
 (28 * 28 PixelCNN passes) and runs in graph, also in the exported
 SavedModel's `sample`.
@@ -13,12 +13,13 @@ SavedModel's `sample`.
 
 import dataclasses
 
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
-from tfvae import pixelcnn
-from tfvae import train
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
+from tfvae.nn import pixelcnn
+from tfvae.training import train
 from tfvae.models import pixel_vae
+from tfvae import validation
 
 
 @dataclasses.dataclass
@@ -58,7 +59,7 @@ class Config(train.TrainConfig):
                              "Received: binarize='none'")
         for name in ("latent_size", "context_channels", "pixelcnn_filters", "pixelcnn_layers",
                      "free_bits_groups"):
-            train._at_least(name, getattr(self, name), 1)
+            validation.at_least(name, getattr(self, name), 1)
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")

@@ -37,11 +37,12 @@ import dataclasses
 import sys
 import types
 
-from tfvae import discretized
-from tfvae import train
+from tfvae.distributions import discretized
+from tfvae.training import train
 from tfvae.hierarchy import base
 from tfvae.hierarchy import resnet
 from tfvae.models import hvae
+from tfvae import validation
 
 PRESETS = ("paper", "small")
 LIKELIHOODS = ("logistic_mixture", "logistic")
@@ -98,15 +99,18 @@ class Config(train.TrainConfig):
     kl_warmup_steps: int = 0
     max_grad_norm: float = 0.0
 
+    def added_fields(self):
+        return {**super().added_fields(), "layers_per_resolution": []}
+
     def validate(self):
         super().validate()
-        train._one_of("preset", self.preset, PRESETS)
-        train._one_of("likelihood", self.likelihood, LIKELIHOODS)
-        train._one_of("inference", self.inference, base.INFERENCE)
+        validation.one_of("preset", self.preset, PRESETS)
+        validation.one_of("likelihood", self.likelihood, LIKELIHOODS)
+        validation.one_of("inference", self.inference, base.INFERENCE)
         for name in ("num_layers", "hidden_channels", "latent_channels", "context_channels",
                      "num_components", "downsample"):
-            train._at_least(name, getattr(self, name), 1)
-        train._at_least("iaf_steps", self.iaf_steps, 0)
+            validation.at_least(name, getattr(self, name), 1)
+        validation.at_least("iaf_steps", self.iaf_steps, 0)
         if self.iaf_steps and self.inference != "bidirectional":
             raise ValueError("The IAF context comes from the bidirectional pass: use "
                              f"--iaf_steps=0 with inference={self.inference!r}. "

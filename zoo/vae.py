@@ -13,16 +13,17 @@ reference MLP 784-512-512 -> 32 -> 512-512-784 with ReLU, Adam 1e-3, batch
 
 import dataclasses
 
-from tfvae import families
-from tfvae import latents
-from tfvae import networks
-from tfvae import train
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.nn import networks
+from tfvae.training import train
 from tfvae.flows import density
 from tfvae.flows import householder
 from tfvae.flows import iaf
 from tfvae.flows import planar
 from tfvae.flows import sylvester
 from tfvae.models import VAE
+from tfvae import validation
 
 NETWORKS = ("mlp", "conv")
 POSTERIORS = ("diagonal", "fullcov")
@@ -90,10 +91,10 @@ class Config(train.TrainConfig):
         for name, allowed in (("network", NETWORKS), ("posterior", POSTERIORS),
                               ("likelihood", LIKELIHOODS), ("flow", FLOWS),
                               ("sylvester_variant", SYLVESTER_VARIANTS), ("prior", PRIORS)):
-            train._one_of(name, getattr(self, name), allowed)
+            validation.one_of(name, getattr(self, name), allowed)
         for name in ("latent_size", "num_flows", "flow_context_size", "prior_num_flows",
                      "sylvester_vectors"):
-            train._at_least(name, getattr(self, name), 1)
+            validation.at_least(name, getattr(self, name), 1)
         if self.analytic_kl and (self.flow != "none" or self.prior != "standard_normal"):
             raise ValueError(
                 "A flow posterior or a learned prior has no closed-form KL: use "

@@ -8,9 +8,9 @@ p(z) = (1/K) sum_k q(z|u_k) over K = 500 learned pseudo-inputs u_k
 
 import dataclasses
 
-from tfvae import train
-from tfvae import vamp
+from tfvae.distributions import vamp
 from tfvae.models import vamp_vae
+from tfvae import validation
 from zoo import vae
 
 
@@ -27,7 +27,7 @@ class Config(vae.Config):
 
     def validate(self):
         super().validate()
-        train._at_least("num_pseudo_inputs", self.num_pseudo_inputs, 1)
+        validation.at_least("num_pseudo_inputs", self.num_pseudo_inputs, 1)
         if self.prior != "standard_normal":
             raise ValueError("The VampPrior is the prior of `vamp_vae`; --prior does not apply. "
                              f"Received: prior={self.prior!r}")

@@ -28,8 +28,8 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     Raises:
       ValueError: the workdir has no config.json.
     """
-    from tfvae import data as data_lib
-    from tfvae import train
+    from tfvae.data import datasets as data_lib
+    from tfvae.training import train
 
     config = read_config(workdir)
     binarize = "none" if config["binarize"] == "none" else "static"
@@ -37,7 +37,7 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
         config["dataset"], split, batch_size, binarize=binarize, seed=train.EVAL_BINARIZE_SEED,
         data_dir=data_dir or config["data_dir"] or None, download=config["download"])
     if config.get("m1_workdir"):
-        from tfvae import m1_features
+        from zoo import m1_features
         dataset = m1_features.to_features(dataset, m1_features.load_m1(config["m1_workdir"]),
                                           sample=False)
     return config, dataset

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae.flows import made as made_lib
+from tfvae.nn import made as made_lib
 
 tfb = tfp.bijectors
 tfd = tfp.distributions

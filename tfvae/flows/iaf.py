@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.flows import base
-from tfvae.flows import made as made_lib
+from tfvae.nn import made as made_lib
 
 tfb = tfp.bijectors
 

@@ -19,7 +19,7 @@ import collections
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import objectives
+from tfvae.objectives import elbo as objectives
 
 tfd = tfp.distributions
 
@@ -34,6 +34,17 @@ INFERENCE = ("bottom_up", "ladder", "bidirectional")
 # ladder merge and the KL; exp(9) ~ 8e3 keeps an untrained layer's scale (a Dense
 # output fed samples of the layer below) from overflowing to inf and log p to -inf.
 _LOG_SCALE_RANGE = (-9.0, 9.0)
+
+def positive_ints(value, name):
+    """`value` as a non-empty tuple of positive ints, or a ValueError naming `name`."""
+    try:
+        units = tuple(int(u) for u in value)
+    except (TypeError, ValueError):
+        units = ()
+    if not units or any(u < 1 for u in units):
+        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers. "
+                         f"Received: {name}={value!r}")
+    return units
 
 
 def check_inference(inference, allowed=INFERENCE):

@@ -25,22 +25,12 @@ Each deterministic MLP has `depth` layers of the width `hidden_units[l]`
 import keras
 import tensorflow as tf
 
-from tfvae import weight_norm as wn
+from tfvae.nn import weight_norm as wn
 from tfvae.flows import iaf as iaf_lib
 from tfvae.hierarchy import base
 
 _PACKAGE = "tfvae"
 
-
-def _units(value, name):
-    try:
-        units = tuple(int(u) for u in value)
-    except (TypeError, ValueError):
-        units = ()
-    if not units or any(u < 1 for u in units):
-        raise ValueError(f"`{name}` must be a non-empty sequence of positive integers. "
-                         f"Received: {name}={value!r}")
-    return units
 
 
 class _Dense(keras.layers.Layer):
@@ -85,15 +75,15 @@ class MLPStack(keras.layers.Layer):
                  inference="ladder", depth=2, activation="elu", weight_norm=False, iaf_steps=0,
                  iaf_hidden_units=(64,), iaf_context_size=16, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.image_shape = _units(image_shape, "image_shape")
-        self.latent_sizes = _units(latent_sizes, "latent_sizes")
-        self.hidden_units = _units(hidden_units, "hidden_units")
+        self.image_shape = base.positive_ints(image_shape, "image_shape")
+        self.latent_sizes = base.positive_ints(latent_sizes, "latent_sizes")
+        self.hidden_units = base.positive_ints(hidden_units, "hidden_units")
         if len(self.hidden_units) != len(self.latent_sizes):
             raise ValueError(f"`hidden_units` needs one width per latent layer "
                              f"({len(self.latent_sizes)}). Received: hidden_units={hidden_units!r}")
-        self.output_size = _units([output_size], "output_size")[0]
+        self.output_size = base.positive_ints([output_size], "output_size")[0]
         self.inference = base.check_inference(inference)
-        self.depth = _units([depth], "depth")[0]
+        self.depth = base.positive_ints([depth], "depth")[0]
         keras.activations.get(activation)  # Raises ValueError for an unknown name.
         self.activation = activation
         self.weight_norm = bool(weight_norm)
@@ -103,8 +93,8 @@ class MLPStack(keras.layers.Layer):
             raise ValueError("An IAF per layer is conditioned on the bidirectional context: use "
                              f"inference='bidirectional'. Received: inference={inference!r}")
         self.iaf_steps = iaf_steps
-        self.iaf_hidden_units = _units(iaf_hidden_units, "iaf_hidden_units")
-        self.iaf_context_size = _units([iaf_context_size], "iaf_context_size")[0]
+        self.iaf_hidden_units = base.positive_ints(iaf_hidden_units, "iaf_hidden_units")
+        self.iaf_context_size = base.positive_ints([iaf_context_size], "iaf_context_size")[0]
         self.seed = seed
         self.num_layers = len(self.latent_sizes)
         ctx = self.iaf_context_size if iaf_steps else 0

@@ -37,16 +37,15 @@ Inference options (`base.INFERENCE`):
 
 The 0.1 on the residual branches keeps the states' scale stable with depth,
 as in openai/iaf. With weight normalization each conv is initialized from
-the first training batch (`tfvae.weight_norm`); heads start at scale 0.1.
+the first training batch (`tfvae.nn.weight_norm`); heads start at scale 0.1.
 """
 
 import keras
 import tensorflow as tf
 
-from tfvae import weight_norm as wn
+from tfvae.nn import weight_norm as wn
 from tfvae.flows import iaf as iaf_lib
 from tfvae.hierarchy import base
-from tfvae.hierarchy import mlp
 
 _PACKAGE = "tfvae"
 _RESIDUAL_SCALE = 0.1
@@ -92,13 +91,13 @@ class ResNetStack(keras.layers.Layer):
                  weight_norm=True, iaf_steps=1, iaf_hidden_units=(32,), context_channels=16,
                  seed=None, layers_per_resolution=None, **kwargs):
         super().__init__(**kwargs)
-        self.image_shape = mlp._units(image_shape, "image_shape")
+        self.image_shape = base.positive_ints(image_shape, "image_shape")
         self.inference = base.check_inference(inference)
         if layers_per_resolution is None:
             num_layers = _DEFAULT_NUM_LAYERS if num_layers is None else num_layers
-            self.layers_per_resolution = mlp._units([num_layers], "num_layers")
+            self.layers_per_resolution = base.positive_ints([num_layers], "num_layers")
         else:
-            self.layers_per_resolution = mlp._units(layers_per_resolution,
+            self.layers_per_resolution = base.positive_ints(layers_per_resolution,
                                                     "layers_per_resolution")
             if num_layers is not None and num_layers != sum(self.layers_per_resolution):
                 raise ValueError(f"`num_layers` must be sum(layers_per_resolution) = "
@@ -109,7 +108,7 @@ class ResNetStack(keras.layers.Layer):
                             ("hidden_channels", hidden_channels),
                             ("latent_channels", latent_channels),
                             ("context_channels", context_channels)):
-            mlp._units([value], name)
+            base.positive_ints([value], name)
         if downsample not in (1, 2) or self.image_shape[0] % downsample or (
                 self.image_shape[1] % downsample):
             raise ValueError(f"`downsample` must be 1 or 2 and divide the image size "
@@ -132,7 +131,7 @@ class ResNetStack(keras.layers.Layer):
         self.hidden_channels, self.latent_channels = int(hidden_channels), int(latent_channels)
         self.downsample, self.activation, self.weight_norm = downsample, activation, bool(weight_norm)
         self.iaf_steps, self.context_channels, self.seed = iaf_steps, int(context_channels), seed
-        self.iaf_hidden_units = mlp._units(iaf_hidden_units, "iaf_hidden_units")
+        self.iaf_hidden_units = base.positive_ints(iaf_hidden_units, "iaf_hidden_units")
         self.output_size = self.image_shape[0] * self.image_shape[1] * self.output_channels
         self._act = keras.activations.get(activation)
         # Resolution group of each layer, bottom to top: [0, 0, ..., G-1].

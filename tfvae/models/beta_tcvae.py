@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import disentanglement
-from tfvae import families
-from tfvae import objectives
-from tfvae import priors
+from tfvae.objectives import disentanglement
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
 from tfvae.models import vae
 
 
@@ -72,12 +72,11 @@ class BetaTCVAE(vae.VAE):
         self.gamma = float(gamma)
         self.dataset_size = int(dataset_size)
         self.estimator = estimator
-        for name in ("mi", "tc", "dwkl"):
-            self._trackers[name] = keras.metrics.Mean(name=name)
+        self.track_metrics("mi", "tc", "dwkl")
 
-    def objective(self, x, seed):
+    def objective(self, data, seed, training=False):
         """{loss, elbo, rate, distortion, beta, mi, tc, dwkl} for x (one z per example)."""
-        terms = self.compute_terms(x, seed)
+        terms = self.compute_terms(data, seed)
         z = terms["z"][0]                                               # [batch, d]
         loc, scale = families.diagonal_normal_params(terms["q"])
         parts = disentanglement.tc_decomposition(z, loc, scale, terms["p"].log_prob(z),

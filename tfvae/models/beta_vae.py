@@ -8,7 +8,7 @@ ELBO once); this subclass adds only the capacity objective
 import keras
 import numpy as np
 
-from tfvae import disentanglement
+from tfvae.objectives import disentanglement
 from tfvae.models import vae
 
 
@@ -52,19 +52,19 @@ class BetaVAE(vae.VAE):
         self.capacity_steps = int(capacity_steps)
         self.gamma = float(gamma)
         if self.capacity_max:
-            del self._trackers["beta"]          # β is not used by the capacity objective
-            self._trackers["capacity"] = keras.metrics.Mean(name="capacity")
+            self.untrack_metrics("beta")        # β is not used by the capacity objective
+            self.track_metrics("capacity")
 
     def capacity(self):
         """The target KL C(t) in nats at the optimizer's current step."""
-        step = self.optimizer.iterations if self.optimizer is not None else 0
-        return disentanglement.linear_capacity(step, self.capacity_max, self.capacity_steps)
+        return disentanglement.linear_capacity(self.optimizer_step(), self.capacity_max,
+                                               self.capacity_steps)
 
-    def objective(self, x, seed):
+    def objective(self, data, seed, training=False):
         """`VAE.objective`, or with capacity annealing {loss, elbo, rate, distortion, capacity}."""
         if not self.capacity_max:
-            return super().objective(x, seed)
-        terms = self.compute_terms(x, seed)
+            return super().objective(data, seed, training)
+        terms = self.compute_terms(data, seed)
         return disentanglement.capacity_loss(terms["log_likelihood"], terms["kl"],
                                              self.capacity(), self.gamma)
 

@@ -8,7 +8,8 @@ variant), so the ELBO is that of the unconditional VAE with y as context:
     log p(x|y) >= E_q(z|x,y)[log p(x|z, y)] - KL(q(z|x, y) || p(z)).
 
 `ConditionalVAE` overrides only what differs from `VAE`: how (x, y) are read
-from a batch, `encode`/`decode` with y, and the signatures that take labels.
+from a batch (y is the batch's `context`), `encode`/`decode` with y, and the
+signatures that take labels; the ELBO, IS and training are the VAE's.
 Class-conditional sampling is `sample(labels)`.
 """
 
@@ -16,8 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import objectives
-from tfvae import streams
+from tfvae.models import base
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -49,16 +49,13 @@ class ConditionalVAE(vae.VAE):
       **kwargs: the other `VAE` arguments (beta, free bits, seed, ...).
     """
 
-    # Its posterior_summary and decode take labels (read by the training loop).
-    conditional = True
-
     def __init__(self, encoder, decoder, latent, likelihood, *, num_classes, **kwargs):
         self.num_classes = check_num_classes(num_classes)
         super().__init__(encoder, decoder, latent, likelihood, **kwargs)
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        self._check_shape(input_shape)
+        self.check_shape(input_shape)
         if not self.encoder.built:
             self.encoder.build(input_shape)
         features = self.encoder.compute_output_shape(input_shape)[-1]
@@ -73,7 +70,7 @@ class ConditionalVAE(vae.VAE):
         """One-hot codes [..., num_classes] of int labels [...]."""
         return tf.one_hot(tf.cast(labels, tf.int32), self.num_classes, dtype=self.compute_dtype)
 
-    def _check_labels(self, labels):
+    def check_labels(self, labels):
         """Raises if labels are outside [0, num_classes) (eagerly, or by graph asserts)."""
         if tf.executing_eagerly():
             values = labels.numpy()
@@ -87,12 +84,10 @@ class ConditionalVAE(vae.VAE):
         with tf.control_dependencies(checks):
             return tf.identity(labels)
 
-    def _images(self, data, check_values=False):
-        """Reads a labelled batch: returns (x [batch, H, W, C], labels int32 [batch]).
-
-        For this model the training "input" of `objective`/`compute_terms` is
-        the pair; `VAE.train_step` and `test_step` pass it on unchanged.
-        """
+    def read_batch(self, data, check_values=False):
+        """A labelled batch as `Batch(x [batch, H, W, C], context=labels int32 [batch])`."""
+        if isinstance(data, base.Batch):
+            return data
         if isinstance(data, dict):
             images, labels = data["image"], data.get("label")
         elif isinstance(data, (tuple, list)) and len(data) == 2:
@@ -104,32 +99,27 @@ class ConditionalVAE(vae.VAE):
             raise ValueError("A conditional VAE needs the batch's 'label'. Received: label=None")
         labels = tf.cast(labels, tf.int32)
         if check_values:
-            labels = self._check_labels(labels)
-        return super()._images(images, check_values), labels
+            labels = self.check_labels(labels)
+        return base.Batch(self.read_examples(images, check_values), labels)
 
     # -------------------------------------------------------------- inference
-    def encode(self, x, labels):
-        """Returns q(z|x, y) for x [batch, H, W, C], labels [batch]: event [latent_size]."""
-        return self.posterior_from_features(self.encoder(x), labels)
+    def encode(self, x, context=None):
+        """Returns q(z|x, y) for x [batch, H, W, C], labels `context` [batch]: event [latent_size]."""
+        return self.posterior_from_features(self.encoder(x), context)
 
     def posterior_from_features(self, h, labels):
         """q(z|x, y) from encoder features h [batch, F] (computed once for all y)."""
         return self.latent.posterior(tf.concat([h, self.one_hot(labels)], axis=-1))
 
-    def decode(self, z, labels):
-        """Returns p(x|z, y) for z [..., latent_size] and labels broadcastable to [...]."""
+    def decode(self, z, context=None):
+        """Returns p(x|z, y) for z [..., latent_size] and labels `context` broadcastable to [...]."""
         z = tf.convert_to_tensor(z, self.compute_dtype)
         batch = tf.shape(z)[:-1]
-        y = tf.broadcast_to(self.one_hot(labels), tf.concat([batch, [self.num_classes]], 0))
+        y = tf.broadcast_to(self.one_hot(context), tf.concat([batch, [self.num_classes]], 0))
         zy = tf.reshape(tf.concat([z, y], -1), [-1, self.latent.latent_size + self.num_classes])
         params = tf.reshape(self.decoder(zy),
                             tf.concat([batch, [self.likelihood.params_size]], 0))
         return self.likelihood.make(params)
-
-    def posterior_summary(self, x, labels):
-        """{"loc", "scale"} [batch, latent_size] of q(z|x, y)."""
-        q = self.encode(x, labels)
-        return {"loc": q.mean(), "scale": q.stddev()}
 
     def call(self, inputs):
         """Reconstructions E[x|z = E_q z, y] [batch, H, W, C] of a labelled batch.
@@ -137,15 +127,13 @@ class ConditionalVAE(vae.VAE):
         Bare images (as Keras builds a model) give the reconstructions under
         every class, [batch, num_classes, H, W, C].
         """
-        if isinstance(inputs, (dict, tuple, list)):
-            x, labels = self._images(inputs)
-            return self.decode(self.posterior_summary(x, labels)["loc"], labels).mean()
-        x = vae.VAE._images(self, inputs)
+        if isinstance(inputs, (dict, tuple, list, base.Batch)):
+            return self.reconstruction_summary(inputs)["mean"]
+        x = self.read_examples(inputs)
         batch = tf.shape(x)[0]
-        labels = tf.tile(tf.range(self.num_classes)[tf.newaxis], [batch, 1])  # [batch, K]
+        labels = tf.reshape(tf.tile(tf.range(self.num_classes)[tf.newaxis], [batch, 1]), [-1])
         tiled = tf.repeat(x, self.num_classes, axis=0)                        # [batch*K, H, W, C]
-        recon = self.decode(self.posterior_summary(tiled, tf.reshape(labels, [-1]))["loc"],
-                            tf.reshape(labels, [-1])).mean()
+        recon = self.reconstruction_summary(base.Batch(tiled, labels))["mean"]
         return tf.reshape(recon, tf.concat([[batch, self.num_classes], self.image_shape], 0))
 
     def sample(self, labels, seed=None):
@@ -158,61 +146,8 @@ class ConditionalVAE(vae.VAE):
         if labels.shape.rank == 0:
             labels = tf.range(labels) % self.num_classes
         n = tf.shape(labels)[0]
-        z = self.prior().sample(n, seed=self._seed(seed, self.eval_seed_generator))
+        z = self.prior().sample(n, seed=self.eval_seed(seed))
         return self.decode(z, labels).mean()
-
-    # ---------------------------------------------------------------- objective
-    def compute_terms(self, inputs, seed, num_samples=1):
-        """Per-example ELBO pieces for inputs = (x [batch, H, W, C], labels [batch]).
-
-        Returns:
-          As `VAE.compute_terms`, with q = q(z|x, y) and p(x|z, y).
-        """
-        x, labels = inputs
-        q = self.encode(x, labels)
-        p = self.prior()
-        z, kl = self.sample_and_kl(q, p, num_samples, seed)
-        log_likelihood = self.decode(z, labels).log_prob(x)          # [samples, batch]
-        return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
-
-    def _labelled(self, x, labels):
-        """(x, labels) from images and labels, or from a batch (dict or pair) when labels is None."""
-        return self._images(x if labels is None else (x, labels), check_values=True)
-
-    def elbo(self, x, labels=None, num_samples=1, seed=None):
-        """Per-example ELBO of log p(x|y) [batch], averaged over `num_samples` z.
-
-        Args:
-          x: images [batch, H, W, C], or a whole batch {"image", "label"}.
-          labels: int [batch]; None when `x` is a batch.
-          num_samples: draws of z averaged.
-          seed: int32 [2] stateless seed (None: the model's generator).
-        """
-        inputs = self._labelled(x, labels)
-        terms = self.compute_terms(inputs, self._seed(seed, self.eval_seed_generator), num_samples)
-        return tf.reduce_mean(terms["log_likelihood"] - terms["kl"], axis=0)
-
-    def log_prob(self, x, labels=None, num_samples=1000, chunk_size=100, seed=None):
-        """Importance-sampled log p(x|y) [batch] with q(z|x, y) as proposal (§2.6).
-
-        `x` and `labels` as in `elbo`; K = `num_samples` in chunks of `chunk_size`.
-        """
-        x, labels = self._labelled(x, labels)
-        if isinstance(num_samples, (int, np.integer)):
-            if num_samples < 1:
-                raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
-            chunk_size = min(chunk_size, int(num_samples))
-        # A stream of its own: the same seed in `elbo` must not give the same draws.
-        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
-        q = self.encode(x, labels)
-        p = self.prior()
-
-        def log_weights(chunk):
-            z, log_q = q.experimental_sample_and_log_prob(
-                chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
-            return self.decode(z, labels).log_prob(x) + p.log_prob(z) - log_q  # [chunk, batch]
-
-        return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
 
     def serving_endpoints(self, chunk_size=100):
         """Signatures: encode(x, labels), decode(z, labels), sample(labels, seed),

@@ -6,6 +6,13 @@ uniformly dequantized data y = (k + u) / 2^bits, u ~ U[0, 1)^D, optionally
 through the logit transform of RealNVP (Dinh et al. 2016), and reports the
 discrete log-likelihood bound log P(k) >= E_u[log p(y)] - D log 2^bits in
 nats, so that bits/dim = -log P(k) / (D log 2) is the standard figure.
+
+In the `LatentVariableModel` protocol the dequantized y is the latent: its
+"posterior" q(y|k) is uniform on k's bin (log q = D log 2^bits), log_joint is
+the model density of y (its bin determines k), so log w = log p(y) - log q(y|k)
+and the importance-sampled log p(x) is the base's (Ho et al. 2019's view of
+dequantization as variational inference). Continuous data have no latent:
+`log_prob` is the exact density.
 """
 
 import math
@@ -14,16 +21,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import objectives
-from tfvae import streams
-from tfvae.models import example_model
-from tfvae.models import guarded_step
+from tfvae.models import base
 
 _PACKAGE = "tfvae"
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class FlowDensity(example_model.ExampleModelMixin, keras.Model):
+class FlowDensity(base.LatentVariableModel):
     """Maximum-likelihood flow density model for vectors or dequantized images.
 
     Args:
@@ -34,12 +38,12 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
         arrive as k / (2^bits - 1) in [0, 1]); 0 for continuous data.
       logit_alpha: for discrete data, model logit(alpha + (1 - 2 alpha) y)
         instead of y (0 disables).
-      seed: int seed of the dequantization noise.
+      max_grad_norm, seed: as in `LatentVariableModel` (seed: of the
+        dequantization noise).
     """
 
-    def __init__(self, event_shape, flow, *, num_bits=0, logit_alpha=0.05, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.image_shape = tuple(int(d) for d in event_shape)
+    def __init__(self, event_shape, flow, *, num_bits=0, logit_alpha=0.05, **kwargs):
+        super().__init__(event_shape, **kwargs)
         self.num_dims = int(np.prod(self.image_shape))
         self.flow = keras.saving.deserialize_keras_object(flow) if isinstance(flow, dict) else flow
         if getattr(self.flow, "latent_size", None) != self.num_dims:
@@ -51,10 +55,7 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
             raise ValueError(f"`logit_alpha` must lie in [0, 0.5). Received: logit_alpha={logit_alpha!r}")
         self.num_bits = int(num_bits)
         self.logit_alpha = float(logit_alpha)
-        self.seed = seed
-        self._make_seed_generators(seed)
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "elbo")}
-        self._trackers["skipped_steps"] = keras.metrics.Sum(name="skipped_steps")
+        self.track_metrics("loss", "elbo")
 
     @property
     def likelihood_support(self):
@@ -66,67 +67,71 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
             self.flow.build((None, self.num_dims))
         self.built = True
 
-    def _flat(self, data):
-        if isinstance(data, (tuple, list)):       # fit(x=array) / train_on_batch give (x,)
-            data = data[0]
-        x = data["image"] if isinstance(data, dict) else data
-        x = tf.convert_to_tensor(x, self.compute_dtype)
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(f"Expected examples of shape [batch, {', '.join(map(str, self.image_shape))}]. "
-                             f"Received: shape={list(x.shape)}")
-        return tf.reshape(x, [-1, self.num_dims])
+    def _flat(self, data, check_values=False):
+        return tf.reshape(self.read_examples(data, check_values), [-1, self.num_dims])
 
-    def _log_density(self, flat, seed, num_draws=None):
-        """log p of dequantized draws, in the data's discrete units.
+    # ------------------------------------------------------------- protocol
+    def sample_posterior(self, batch, num_samples, seed):
+        """Dequantized y ~ q(y|k) [S, B, D] (uniform on k's bin) and log q(y|k) [S, B].
 
-        Args:
-          flat: [batch, D] values k / (2^bits - 1) (or continuous data).
-          seed: stateless seed [2] of the dequantization noise.
-          num_draws: None for one draw ([batch] out), else that many ([num_draws, batch]).
+        Continuous data have no latent: y is empty [S, B, 0] and log q = 0.
         """
+        flat = tf.reshape(batch.x, [-1, self.num_dims])
+        shape = tf.concat([[num_samples], tf.shape(flat)], 0)
         if not self.num_bits:
-            return self.flow.distribution().log_prob(flat)
+            return tf.zeros(tf.concat([shape[:2], [0]], 0)), tf.zeros(shape[:2])
         levels = 2.0 ** self.num_bits
         counts = tf.round(flat * (levels - 1.0))                        # k in 0..levels-1
-        shape = tf.shape(flat) if num_draws is None else tf.concat([[num_draws], tf.shape(flat)], 0)
         y = (counts + tf.random.stateless_uniform(shape, seed=seed)) / levels
-        log_jacobian = -self.num_dims * math.log(levels)               # y -> k units
+        return y, tf.fill(shape[:2], self.num_dims * math.log(levels))
+
+    def log_joint(self, batch, z):
+        """The model density of y [S, B] (through the logit transform if any); for
+        continuous data (z empty) the density of x itself."""
+        if not self.num_bits:
+            flat = tf.reshape(batch.x, [-1, self.num_dims])
+            return tf.broadcast_to(self.flow.distribution().log_prob(flat), tf.shape(z)[:2])
+        y, log_jacobian = z, 0.0
         if self.logit_alpha:
             alpha = self.logit_alpha
             s = alpha + (1.0 - 2.0 * alpha) * y
-            t = tf.math.log(s) - tf.math.log1p(-s)
             # d t / d y = (1 - 2 alpha) / (s (1 - s)).
-            log_jacobian += tf.reduce_sum(math.log(1.0 - 2.0 * alpha) - tf.math.log(s)
-                                          - tf.math.log1p(-s), axis=-1)
-            y = t
+            log_jacobian = tf.reduce_sum(math.log(1.0 - 2.0 * alpha) - tf.math.log(s)
+                                         - tf.math.log1p(-s), axis=-1)
+            y = tf.math.log(s) - tf.math.log1p(-s)
         return self.flow.distribution().log_prob(y) + log_jacobian
 
-    def elbo(self, x, seed=None):
+    def _log_density(self, flat, seed, num_draws=None):
+        """log p of dequantized draws in the data's discrete units: [batch], or
+        [num_draws, batch] (log p(y) - log q(y|k), one draw of y per row)."""
+        batch = base.Batch(flat)
+        z, log_q = self.sample_posterior(batch, 1 if num_draws is None else num_draws, seed)
+        log_w = self.log_joint(batch, z) - log_q
+        return log_w[0] if num_draws is None else log_w
+
+    def objective(self, data, seed, training=False):
+        """Maximum likelihood: loss = -mean log p (one dequantization draw), elbo = mean log p."""
+        log_p = tf.reduce_mean(self._log_density(self._flat(data), seed))
+        return {"loss": -log_p, "elbo": log_p}
+
+    def elbo(self, x, context=None, num_samples=1, seed=None):
         """log p(x) [batch]: exact for continuous data; for discrete data the
-        single-draw dequantization bound E_u[log p(y)] - D log 2^bits."""
-        return self._log_density(self._flat(x), self._seed(seed, self.eval_seed_generator))
+        dequantization bound E_u[log p(y)] - D log 2^bits, averaged over
+        `num_samples` draws."""
+        flat = self._flat(x if context is None else (x, context), check_values=True)
+        return tf.reduce_mean(self._log_density(flat, self.eval_seed(seed), num_samples), axis=0)
 
-    def log_prob(self, x, num_samples=1, chunk_size=100, seed=None):
+    def log_prob(self, x, context=None, num_samples=1, chunk_size=100, seed=None):
         """log p(x) [batch]; for discrete data importance-sampled over K =
-        `num_samples` dequantization draws (tighter than `elbo` as K grows)."""
-        flat = self._flat(x)
-        # A stream of its own: the same seed in `elbo` must not give the same draws.
-        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
+        `num_samples` dequantization draws (tighter than `elbo` as K grows);
+        for continuous data the exact density (K is not used)."""
         if not self.num_bits:
-            return self._log_density(flat, seed)
-        if isinstance(num_samples, (int, np.integer)):
-            chunk_size = min(chunk_size, int(num_samples))
-
-        def log_weights(chunk):
-            chunk_seed = tf.random.experimental.stateless_fold_in(seed, chunk)
-            return self._log_density(flat, chunk_seed, chunk_size)    # [chunk, batch]
-
-        return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+            return self.flow.distribution().log_prob(self._flat(x, check_values=True))
+        return super().log_prob(x, context, num_samples, chunk_size, seed)
 
     def sample(self, num_samples, seed=None):
         """Samples [num_samples, *event_shape]; images mapped back to [0, 1]."""
-        y = self.flow.distribution().sample(num_samples,
-                                            seed=self._seed(seed, self.eval_seed_generator))
+        y = self.flow.distribution().sample(num_samples, seed=self.eval_seed(seed))
         if self.num_bits:
             if self.logit_alpha:
                 y = (tf.sigmoid(y) - self.logit_alpha) / (1.0 - 2.0 * self.logit_alpha)
@@ -137,26 +142,6 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
     def call(self, inputs):
         """log p(x) [batch] at a fixed dequantization draw (for building)."""
         return self._log_density(self._flat(inputs), tf.constant([0, 0]))
-
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def train_step(self, data):
-        flat = self._flat(data)
-        with tf.GradientTape() as tape:
-            log_p = tf.reduce_mean(self._log_density(flat, self._seed(None, self.seed_generator)))
-            loss = -log_p / guarded_step.num_replicas()
-        finite = guarded_step.minimize_if_finite(self.optimizer, tape, loss,
-                                                 self.trainable_variables)
-        guarded_step.update_metrics(self._trackers, {"loss": -log_p, "elbo": log_p}, finite)
-        return {m.name: m.result() for m in self.metrics}
-
-    def test_step(self, data):
-        log_p = tf.reduce_mean(self.elbo(data))
-        guarded_step.update_metrics(self._trackers, {"loss": -log_p, "elbo": log_p},
-                                    tf.math.is_finite(log_p))
-        return {m.name: m.result() for m in self.metrics if m.name != "skipped_steps"}
 
     def serving_endpoints(self, chunk_size=100):
         """SavedModel signatures: log_prob(x, num_samples, seed) -> {log_prob},
@@ -175,4 +160,4 @@ class FlowDensity(example_model.ExampleModelMixin, keras.Model):
     def get_config(self):
         return {**super().get_config(), "event_shape": list(self.image_shape),
                 "flow": keras.saving.serialize_keras_object(self.flow),
-                "num_bits": self.num_bits, "logit_alpha": self.logit_alpha, "seed": self.seed}
+                "num_bits": self.num_bits, "logit_alpha": self.logit_alpha}

@@ -1,6 +1,6 @@
 """One optimizer step that skips non-finite updates, on any `tf.distribute` strategy.
 
-Shared by every model's `train_step`: the per-replica loss is scaled by
+Used by `LatentVariableModel.train_step`: the per-replica loss is scaled by
 1/replicas (gradients are summed over replicas), the step is skipped when the
 loss or any gradient is NaN/inf on any replica, and the caller counts the
 skip in a metric so the `SkippedStepGuard` callback can report it loudly.
@@ -28,15 +28,17 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         turn into NaNs (Child 2021's "skip updates"). 0 disables.
 
     Returns:
-      A boolean scalar: True if the update was applied (equal on all replicas).
+      (applied, grad_norm): a boolean scalar, True if the update was applied
+      (equal on all replicas), and the replica's global gradient norm (of the
+      loss as given, i.e. divided by the replicas).
     """
     grads = tape.gradient(loss, variables)
     finite = tf.math.is_finite(loss)
     for g in grads:
         if g is not None:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+    norm = tf.linalg.global_norm([g for g in grads if g is not None])
     if max_grad_norm:
-        norm = tf.linalg.global_norm([g for g in grads if g is not None])
         finite = tf.logical_and(finite, norm <= max_grad_norm)
     context = tf.distribute.get_replica_context()
     if num_replicas() > 1 and context is not None:
@@ -49,7 +51,7 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
 
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
         keras.ops.cond(finite, apply, lambda: None)
-        return finite
+        return finite, norm
 
     # A strategy that aggregates gradients through `merge_call` (Mirrored)
     # cannot take a `cond` around `apply` in replica context; as Keras'
@@ -63,7 +65,7 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         keras.ops.cond(first, apply_each, lambda: None)
 
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
-    return finite
+    return finite, norm
 
 
 def update_metrics(trackers, values, finite, batch_size=1):
@@ -82,23 +84,3 @@ def update_metrics(trackers, values, finite, batch_size=1):
         # A skipped step must not turn the epoch's averages into NaN.
         trackers[name].update_state(tf.where(finite, value, 0.0), sample_weight=weight)
     trackers["skipped_steps"].update_state((1.0 - tf.cast(finite, tf.float32)) / num_replicas())
-
-
-def held_out_step(model, data):
-    """The shared `test_step` of the ELBO models: objective on held-out data, skip counter left out.
-
-    Args:
-      model: a model with `_images`, `objective(x, seed)`, `_seed`,
-        `eval_seed_generator`, `_trackers` and `metrics` (VAE, HierarchicalVAE).
-      data: the batch as `fit`/`evaluate` hand it over.
-
-    Returns:
-      {metric name: value} of every metric except `skipped_steps`.
-    """
-    x = model._images(data)                                   # pylint: disable=protected-access
-    values = model.objective(x, model._seed(None, model.eval_seed_generator))  # pylint: disable=protected-access
-    # Per-example averages over the held-out set: a last, smaller batch weighs less.
-    batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
-    update_metrics(model._trackers, values, tf.math.is_finite(values["loss"]),  # pylint: disable=protected-access
-                   batch_size)
-    return {m.name: m.result() for m in model.metrics if m.name != "skipped_steps"}

@@ -24,8 +24,8 @@ one-hot z ~ q(z|x) and categorical probability mass functions: both inherit
 import keras
 import tensorflow as tf
 
-from tfvae import discrete_latents
-from tfvae import objectives
+from tfvae.distributions import discrete_latents
+from tfvae.objectives import elbo as objectives
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -74,30 +74,30 @@ class GumbelVAE(vae.VAE):
         self.anneal_rate = float(anneal_rate)
         self.straight_through = bool(straight_through)
         self.kl_estimator = kl_estimator
-        self._trackers["temperature"] = keras.metrics.Mean(name="temperature")
+        self.track_metrics("temperature")
 
     def current_temperature(self):
         """tau at the optimizer's current step (tau_0 before compiling)."""
-        step = self.optimizer.iterations if self.optimizer is not None else 0
         return discrete_latents.annealed_temperature(
-            step, self.temperature, self.min_temperature, self.anneal_rate)
+            self.optimizer_step(), self.temperature, self.min_temperature, self.anneal_rate)
 
-    def decode(self, z):
+    def decode(self, z, context=None):
         """p(x|z) for one-hot (or relaxed) z [..., N, K] or flattened [..., N * K]."""
         z = tf.convert_to_tensor(z, self.compute_dtype)
         family = self.latent.posterior_family
         if z.shape.rank >= 2 and tuple(z.shape[-2:]) == family.event_shape:
             z = tf.reshape(z, tf.concat([tf.shape(z)[:-2], [family.latent_size]], 0))
-        return super().decode(z)
+        return super().decode(z, context)
 
-    def posterior_summary(self, x):
+    def posterior_summary(self, x, context=None):
         """{"loc": class probabilities, "scale": their std sqrt(p (1 - p))}, [batch, N * K]."""
-        probs = tf.reshape(self.encode(x).distribution.probs_parameter(),
+        probs = tf.reshape(self.encode(x, context).distribution.probs_parameter(),
                            [-1, self.latent.latent_size])
         return {"loc": probs, "scale": tf.sqrt(probs * (1.0 - probs))}
 
-    def objective(self, x, seed):
+    def objective(self, data, seed, training=False):
         """The relaxed training objective for x [batch, H, W, C], plus the temperature."""
+        x = self.as_batch(data).x
         family = self.latent.posterior_family
         tau = self.current_temperature()
         params = self.latent(self.encoder(x))                        # [batch, N * K]

@@ -7,7 +7,7 @@ importance weights of book §2.6) go into `objectives_iw.iwae_loss`.
 
 import keras
 
-from tfvae import objectives_iw
+from tfvae.objectives import importance_weighted as objectives_iw
 from tfvae.models import vae
 
 
@@ -48,19 +48,18 @@ class IWAE(vae.VAE):
                 f"free_bits={self.free_bits}")
         self.k = int(k)
         self.m = int(m)
-        del self._trackers["beta"]            # no KL weight in the IWAE bound
-        self._trackers["iwae"] = keras.metrics.Mean(name="iwae")
+        self.untrack_metrics("beta")          # no KL weight in the IWAE bound
+        self.track_metrics("iwae")
 
-    def objective(self, x, seed):
+    def objective(self, data, seed, training=False):
         """{loss, iwae, elbo, rate, distortion} from m * k samples per example."""
-        terms = self.compute_terms(x, seed, num_samples=self.k * self.m)
+        terms = self.compute_terms(data, seed, num_samples=self.k * self.m)
         return objectives_iw.iwae_loss(terms["log_likelihood"], terms["kl"], self.k, self.m)
 
     def iwae_bound(self, x, seed=None):
         """The model's (M)IWAE bound per example [batch] for images x."""
-        x = self._images(x, check_values=True)
-        terms = self.compute_terms(x, self._seed(seed, self.eval_seed_generator),
-                                   num_samples=self.k * self.m)
+        batch = self.read_batch(x, check_values=True)
+        terms = self.compute_terms(batch, self.eval_seed(seed), num_samples=self.k * self.m)
         return objectives_iw.iwae_bound(terms["log_likelihood"] - terms["kl"], self.k, self.m)
 
     def get_config(self):

@@ -29,13 +29,20 @@ import math
 import keras
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import objectives
-from tfvae import priors
+from tfvae.distributions import families
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
+from tfvae.models import base
 from tfvae.models import cvae
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
+
+
+def _check_no_context(context):
+    if context is not None:
+        raise ValueError("M2 infers the label (y is summed out of log p(x)): pass no `context`. "
+                         f"Received: context={context!r}")
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
@@ -57,8 +64,6 @@ class M2(cvae.ConditionalVAE):
         supported: the objective is the exact bound).
     """
 
-    extra_test_metrics = ("accuracy",)
-
     def __init__(self, encoder, decoder, latent, likelihood, *, classifier, num_classes,
                  alpha=1.0, **kwargs):
         for key, neutral in (("beta", 1.0), ("free_bits", 0.0), ("kl_warmup_steps", 0),
@@ -75,22 +80,32 @@ class M2(cvae.ConditionalVAE):
         if not float(alpha) >= 0:
             raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha!r}")
         self.alpha = float(alpha)
-        self.classifier = vae._deserialize(classifier)
-        for name in ("accuracy", "classification_loss"):
-            self._trackers[name] = keras.metrics.Mean(name=name)
+        self.classifier = base.deserialize(classifier)
+        self.track_metrics("accuracy", "classification_loss")
 
     def build(self, input_shape):
         super().build(input_shape)
         if not self.classifier.built:
             self.classifier.build(tuple(input_shape))
 
+    def test_metric_names(self):
+        return ("accuracy",)
+
     # ------------------------------------------------------------------ inputs
-    def _images(self, data, check_values=False):
-        """A training batch -> {"labelled": (x, y), "unlabelled": x}; else (x, labels)."""
+    def read_batch(self, data, check_values=False):
+        """Training {"labelled", "unlabelled"} -> Batch(x_u, labelled=(x_l, y_l));
+        a held-out labelled batch -> Batch(x, labels=y); bare images -> Batch(x)."""
+        if isinstance(data, base.Batch):
+            return data
         if isinstance(data, dict) and "labelled" in data:
-            return {"labelled": super()._images(data["labelled"], check_values),
-                    "unlabelled": vae.VAE._images(self, data["unlabelled"], check_values)}
-        return super()._images(data, check_values)
+            labelled = super().read_batch(data["labelled"], check_values)
+            return base.Batch(self.read_examples(data["unlabelled"], check_values),
+                              labelled=(labelled.x, labelled.context))
+        if isinstance(data, dict) and data.get("label") is not None or (
+                isinstance(data, (tuple, list)) and len(data) == 2):
+            labelled = super().read_batch(data, check_values)
+            return base.Batch(labelled.x, labels=labelled.context)
+        return base.Batch(self.read_examples(data, check_values))
 
     # ------------------------------------------------------------ classifier
     def classify(self, x):
@@ -99,9 +114,16 @@ class M2(cvae.ConditionalVAE):
 
     def call(self, inputs):
         """Reconstructions E[x|z = E_q z, y] [batch, H, W, C] with y the most probable class."""
-        x = vae.VAE._images(self, inputs)
-        labels = tf.argmax(self.classifier(x), axis=-1, output_type=tf.int32)
-        return self.decode(self.posterior_summary(x, labels)["loc"], labels).mean()
+        return self.reconstruction_summary(self.read_examples(inputs))["mean"]
+
+    def reconstruction_summary(self, data):
+        """q(z|x, y)'s summary and E[x|z = E_q z, y] with y the batch's labels, or the
+        classifier's most probable class for unlabelled images."""
+        batch = self.read_batch(data)
+        labels = batch.labels
+        if labels is None:
+            labels = tf.argmax(self.classifier(batch.x), axis=-1, output_type=tf.int32)
+        return super().reconstruction_summary(base.Batch(batch.x, labels))
 
     # --------------------------------------------------------------- bounds
     def labelled_bound(self, x, labels, eps, features=None):
@@ -148,17 +170,21 @@ class M2(cvae.ConditionalVAE):
                         + math.log(self.num_classes) - entropy}
 
     # ------------------------------------------------------------- objective
-    def objective(self, inputs, seed):
+    def objective(self, data, seed, training=False):
         """The M2 loss (training batches) or held-out U(x) and accuracy (labelled batches)."""
+        batch = self.as_batch(data)
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        if isinstance(inputs, dict):
-            x_l, y_l = inputs["labelled"]
-            x_u = inputs["unlabelled"]
+        x_u = batch.x
+        if batch.labelled is not None:
+            x_l, y_l = batch.labelled
             labelled = self.labelled_bound(x_l, y_l, tf.random.stateless_normal(
                 [tf.shape(x_l)[0], self.latent.latent_size], seeds[0], dtype=self.compute_dtype))
             labelled_loss = -tf.reduce_mean(labelled["bound"])
+        elif batch.labels is not None:
+            x_l, y_l, labelled_loss = batch.x, batch.labels, 0.0
         else:
-            (x_l, y_l), x_u, labelled_loss = inputs, inputs[0], 0.0
+            raise ValueError("M2's objective needs labels: a training batch {'labelled', "
+                             "'unlabelled'} or a labelled held-out batch. Received: no labels")
         logits = self.classifier(x_l)
         classification = tf.reduce_mean(
             tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_l, logits=logits))
@@ -172,27 +198,30 @@ class M2(cvae.ConditionalVAE):
                 "beta": tf.constant(1.0), "accuracy": accuracy,
                 "classification_loss": classification}
 
-    def elbo(self, x, num_samples=1, seed=None):
+    def elbo(self, x, context=None, num_samples=1, seed=None):
         """U(x) [batch]: the ELBO of log p(x) with y summed out, averaged over `num_samples` eps.
 
-        `x`: images [batch, H, W, C] or a batch dict (its labels are ignored).
+        `x`: images [batch, H, W, C] or a batch dict (its labels are ignored);
+        `context` must be None (M2 does not condition on y: it infers it).
         """
-        x = vae.VAE._images(self, x, check_values=True)
-        seed = self._seed(seed, self.eval_seed_generator)
+        _check_no_context(context)
+        x = self.read_examples(x, check_values=True)
+        seed = self.eval_seed(seed)
         repeated = tf.tile(x, [num_samples, 1, 1, 1])                  # [samples*batch, ...]
         bound = self.unlabelled_terms(repeated, seed)["bound"]
         return tf.reduce_mean(tf.reshape(bound, [num_samples, -1]), axis=0)
 
-    def log_prob(self, x, num_samples=1000, chunk_size=100, seed=None):
+    def log_prob(self, x, context=None, num_samples=1000, chunk_size=100, seed=None):
         """Importance-sampled log p(x) [batch], y summed out exactly (§2.6).
 
         log p(x) ~= log sum_y p(y) (1/K) sum_k p(x|y, z_k) p(z_k) / q(z_k|x, y),
         z_k ~ q(z|x, y): K = `num_samples` samples for each of the classes.
         """
-        x = vae.VAE._images(self, x, check_values=True)
+        _check_no_context(context)
+        x = self.read_examples(x, check_values=True)
         k = self.num_classes
         labels = tf.tile(tf.range(k), [tf.shape(x)[0]])                # [batch*K]
-        log_p_x_given_y = super().log_prob(tf.repeat(x, k, axis=0), labels,
+        log_p_x_given_y = super().log_prob(base.Batch(tf.repeat(x, k, axis=0), labels),
                                            num_samples=num_samples, chunk_size=chunk_size,
                                            seed=seed)                  # [batch*K]
         return tf.reduce_logsumexp(tf.reshape(log_p_x_given_y, [-1, k]), axis=-1) - math.log(k)

@@ -17,8 +17,9 @@ of p(x|z), z ~ p(z) (the decoder mean is not tractable).
 import keras
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import pixelcnn as pixelcnn_lib
+from tfvae.distributions import families
+from tfvae.nn import pixelcnn as pixelcnn_lib
+from tfvae.models import base
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -42,7 +43,7 @@ class PixelVAE(vae.VAE):
         if not isinstance(self.likelihood, families.Bernoulli) or self.image_shape[-1] != 1:
             raise ValueError("PixelVAE models binary single-channel images: `likelihood` must "
                              f"be Bernoulli with event shape (H, W, 1). Received: {likelihood!r}")
-        self.pixelcnn = vae._deserialize(pixelcnn)
+        self.pixelcnn = base.deserialize(pixelcnn)
         if not isinstance(self.pixelcnn, pixelcnn_lib.PixelCNN) or self.pixelcnn.output_channels != 1:
             raise ValueError("`pixelcnn` must be a PixelCNN with output_channels=1. "
                              f"Received: pixelcnn={pixelcnn!r}")
@@ -53,7 +54,7 @@ class PixelVAE(vae.VAE):
             context = self.decoder.compute_output_shape((None, self.latent.latent_size))
             self.pixelcnn.build([(None, *self.image_shape), tuple(context)])
 
-    def decode(self, z):
+    def decode(self, z, context=None):
         """p(x|z) for z [..., latent_size]: `AutoregressiveBernoulli`, batch [...], event (H, W, 1)."""
         z = tf.convert_to_tensor(z, self.compute_dtype)
         context = self.decoder(tf.reshape(z, [-1, self.latent.latent_size]))  # [n, H, W, C_ctx]
@@ -63,7 +64,7 @@ class PixelVAE(vae.VAE):
 
     def sample(self, num_samples, seed=None):
         """Binary samples x ~ p(x|z), z ~ p(z): [num_samples, H, W, 1] (H * W PixelCNN passes)."""
-        seed = self._seed(seed, self.eval_seed_generator)
+        seed = self.eval_seed(seed)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z = self.prior().sample(num_samples, seed=z_seed)
         return self.decode(z).sample(seed=x_seed)

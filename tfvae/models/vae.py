@@ -1,32 +1,32 @@
 """The VAE of the book's chapter 2 as a Keras 3 model (Algorithms 1 and 2).
 
 `VAE` wires an encoder network, a `LatentLayer` (posterior family + prior),
-a decoder network and a likelihood family, and owns `train_step`,
-`test_step`, `encode`, `decode`, `sample`, `elbo` and `log_prob`. Variants
-override only what differs (another objective, a second input, ...).
+a decoder network and a likelihood family. It is a `LatentVariableModel`:
+the base owns the batch, seeds, metrics, the guarded train/test step and the
+IS skeleton of `log_prob`; the VAE adds its math through the protocol
+(`sample_posterior`, `log_joint`, `objective`) and `encode`, `decode`,
+`sample`, `elbo`. Every method that reads x takes an optional `context`
+(None here; the labels of `ConditionalVAE`). Variants override only what
+differs (another objective, prior, decoder or context).
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfvae import families
-from tfvae import latents
-from tfvae import objectives
-from tfvae import priors
+from tfvae.distributions import families
+from tfvae.distributions import latents
+from tfvae.objectives import elbo as objectives
+from tfvae.distributions import priors
 from tfvae import streams
-from tfvae.models import example_model
-from tfvae.models import guarded_step
+from tfvae.models import base
 
 _PACKAGE = "tfvae"
 
 
-def _deserialize(obj):
-    return keras.saving.deserialize_keras_object(obj) if isinstance(obj, dict) else obj
-
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class VAE(example_model.ExampleModelMixin, keras.Model):
+class VAE(base.LatentVariableModel):
     """Variational autoencoder p(z) p(x|z) with amortized q(z|x) (book ch. 2).
 
     Training maximizes the single-sample ELBO estimate of Algorithm 1 with
@@ -45,20 +45,21 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
       kl_warmup_steps: linear warm-up of the KL weight over this many steps.
       free_bits: lambda in nats per latent group (0 disables).
       free_bits_groups: number of contiguous latent groups for free bits.
-      seed: int seed for the model's sampling noise.
+      max_grad_norm, seed: as in `LatentVariableModel`.
     """
 
     def __init__(self, encoder, decoder, latent, likelihood, *, analytic_kl=True, beta=1.0,
-                 kl_warmup_steps=0, free_bits=0.0, free_bits_groups=1, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = _deserialize(encoder)
-        self.decoder = _deserialize(decoder)
-        self.latent = _deserialize(latent)
-        self.likelihood = _deserialize(likelihood)
+                 kl_warmup_steps=0, free_bits=0.0, free_bits_groups=1, **kwargs):
+        likelihood = base.deserialize(likelihood)
+        if not isinstance(likelihood, families.Family):
+            raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
+        super().__init__(likelihood.event_shape, **kwargs)
+        self.encoder = base.deserialize(encoder)
+        self.decoder = base.deserialize(decoder)
+        self.latent = base.deserialize(latent)
+        self.likelihood = likelihood
         if not isinstance(self.latent, latents.LatentLayer):
             raise ValueError(f"`latent` must be a LatentLayer. Received: latent={latent!r}")
-        if not isinstance(self.likelihood, families.Family):
-            raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
         if not float(beta) >= 0:
             raise ValueError(f"`beta` must be >= 0. Received: beta={beta!r}")
         if not isinstance(kl_warmup_steps, (int, np.integer)) or kl_warmup_steps < 0:
@@ -85,22 +86,17 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
                 "Free bits per latent group need a factorized posterior without a flow and a "
                 "factorized prior (otherwise the per-group KL is not defined). Use "
                 f"free_bits_groups=1. Received: free_bits_groups={free_bits_groups}")
-        self.image_shape = tuple(self.likelihood.event_shape)
         self.analytic_kl = bool(analytic_kl)
         self.beta = float(beta)
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.free_bits = float(free_bits)
         self.free_bits_groups = int(free_bits_groups)
-        self.seed = seed
-        self._make_seed_generators(seed)
-        self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in ("loss", "elbo", "rate", "distortion", "beta")}
-        self._trackers["skipped_steps"] = keras.metrics.Sum(name="skipped_steps")
+        self.track_metrics("loss", "elbo", "rate", "distortion", "beta")
 
     # ----------------------------------------------------------------- building
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        self._check_shape(input_shape)
+        self.check_shape(input_shape)
         # Sub-layers deserialized from a `.keras` file arrive already built.
         if not self.encoder.built:
             self.encoder.build(input_shape)
@@ -110,71 +106,35 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
             self.decoder.build((None, self.latent.latent_size))
         self.built = True
 
-    def _check_shape(self, shape):
-        if len(shape) != 4 or tuple(shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"Expected images of shape [batch, {', '.join(map(str, self.image_shape))}]. "
-                f"Received: shape={list(shape)}")
-
-    def _images(self, data, check_values=False):
-        """Extracts x [batch, H, W, C] from a batch (dict, tuple or tensor)."""
-        if isinstance(data, dict):
-            data = data["image"]
-        elif isinstance(data, (tuple, list)):
-            data = data[0]
-        x = tf.cast(data, self.compute_dtype)
-        self._check_shape(x.shape)
-        if check_values:
-            x = self._check_values(x)
-        return x
-
-    def _check_values(self, x):
-        """Raises if x has non-finite values or values outside the likelihood's support."""
-        support = (0.0, 1.0) if isinstance(self.likelihood, families.Bernoulli) else None
-        if tf.executing_eagerly():
-            values = x.numpy()
-            bad = int(np.size(values) - np.isfinite(values).sum())
-            if bad:
-                raise ValueError(f"`x` contains {bad} non-finite values (NaN or inf).")
-            if support and values.size and (values.min() < support[0] or values.max() > support[1]):
-                raise ValueError(
-                    f"`x` must lie in [{support[0]}, {support[1]}] for a Bernoulli likelihood. "
-                    f"Received: min={values.min()}, max={values.max()}")
-            return x
-        checks = [tf.debugging.assert_all_finite(x, "`x` contains non-finite values.")]
-        if support:
-            checks += [tf.debugging.assert_greater_equal(x, 0.0, message="`x` must be >= 0."),
-                       tf.debugging.assert_less_equal(x, 1.0, message="`x` must be <= 1.")]
-        with tf.control_dependencies(checks):
-            return tf.identity(x)
-
-    # -------------------------------------------------------------- inference
     @property
     def likelihood_support(self):
         """What `log_prob` measures: the likelihood family's `support` ("real",
-        "discrete" or "binary"; see `tfvae.families.Family`)."""
+        "discrete" or "binary"; see `tfvae.distributions.families.Family`)."""
         return self.likelihood.support
 
-    def encode(self, x):
+    # -------------------------------------------------------------- inference
+    def encode(self, x, context=None):
         """Returns q(z|x) for images x [batch, H, W, C]: batch [batch], event [latent_size]."""
+        del context  # an unconditional model
         return self.latent.posterior(self.encoder(x))
 
-    def decode(self, z):
+    def decode(self, z, context=None):
         """Returns p(x|z) for z [..., latent_size]: batch [...], event (H, W, C)."""
+        del context
         z = tf.convert_to_tensor(z, self.compute_dtype)
         batch = tf.shape(z)[:-1]
         params = self.decoder(tf.reshape(z, [-1, self.latent.latent_size]))
         params = tf.reshape(params, tf.concat([batch, [self.likelihood.params_size]], 0))
         return self.likelihood.make(params)
 
-    def posterior_summary(self, x):
+    def posterior_summary(self, x, context=None):
         """A point and a spread of q(z|x): {"loc", "scale"} [batch, latent_size].
 
         Gaussian posteriors: the mean and the marginal standard deviations.
         Flow posteriors (no closed-form mean): loc = f(mu_0), the base mean
         pushed through the flow, and scale = sigma_0, the base scale.
         """
-        q = self.encode(x)
+        q = self.encode(x, context)
         if self.latent.flow is None:
             return {"loc": q.mean(), "scale": q.stddev()}
         return {"loc": q.bijector.forward(q.distribution.mean()),
@@ -188,28 +148,53 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
         """
         return self.latent.prior()
 
+    def reconstruction_summary(self, data):
+        """{"loc", "scale"} of `posterior_summary` and "mean" E[x|z = loc] for a batch."""
+        batch = self.read_batch(data)
+        summary = self.posterior_summary(batch.x, batch.context)
+        return {**summary, "mean": self.decode(summary["loc"], batch.context).mean()}
+
     def call(self, inputs):
         """Reconstruction mean E[x|z] at the posterior's summary point z [batch, H, W, C]."""
-        x = self._images(inputs)
-        return self.decode(self.posterior_summary(x)["loc"]).mean()
+        return self.reconstruction_summary(inputs)["mean"]
 
     def sample(self, num_samples, seed=None):
         """Draws z ~ p(z) and returns the decoder means E[x|z] [num_samples, H, W, C]."""
-        z = self.prior().sample(num_samples, seed=self._seed(seed, self.eval_seed_generator))
+        z = self.prior().sample(num_samples, seed=self.eval_seed(seed))
         return self.decode(z).mean()
 
+    # ------------------------------------------------------------- protocol
+    def sample_posterior(self, batch, num_samples, seed):
+        """z ~ q(z|x) [num_samples, B, latent_size] and log q(z|x) [num_samples, B]."""
+        return self.encode(batch.x, batch.context).experimental_sample_and_log_prob(
+            num_samples, seed=seed)
+
+    def log_joint(self, batch, z):
+        """log p(x, z) = log p(x|z) + log p(z) [S, B] for z [S, B, latent_size]."""
+        return self.decode(z, batch.context).log_prob(batch.x) + self.prior().log_prob(z)
+
+    def log_weights_fn(self, batch):
+        """IS weights with q(z|x) and p(z) computed once for all chunks (§2.6)."""
+        q, p = self.encode(batch.x, batch.context), self.prior()
+
+        def log_weights(num_samples, seed):
+            z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
+            return self.decode(z, batch.context).log_prob(batch.x) + p.log_prob(z) - log_q
+        return log_weights
+
     # ---------------------------------------------------------------- objective
-    def compute_terms(self, x, seed, num_samples=1):
-        """Per-example pieces of the ELBO for x [batch, H, W, C].
+    def compute_terms(self, data, seed, num_samples=1):
+        """Per-example pieces of the ELBO for a batch (x [batch, H, W, C], context).
 
         Returns:
           Dict: `log_likelihood` log p(x|z) [samples, batch]; `kl`
           ([batch] analytic or [samples, batch]); `q`, `p`, `z`.
         """
-        q = self.encode(x)
+        batch = self.as_batch(data)
+        q = self.encode(batch.x, batch.context)
         p = self.prior()
         z, kl = self.sample_and_kl(q, p, num_samples, seed)
-        log_likelihood = self.decode(z).log_prob(x)                  # [samples, batch]
+        log_likelihood = self.decode(z, batch.context).log_prob(batch.x)   # [samples, batch]
         return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
 
     def sample_and_kl(self, q, p, num_samples, seed):
@@ -223,12 +208,11 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
 
     def kl_weight(self):
         """beta times the warm-up factor at the optimizer's current step."""
-        step = self.optimizer.iterations if self.optimizer is not None else 0
-        return self.beta * objectives.linear_warmup(step, self.kl_warmup_steps)
+        return self.beta * objectives.linear_warmup(self.optimizer_step(), self.kl_warmup_steps)
 
-    def objective(self, x, seed):
-        """The training objective dict (loss, elbo, rate, distortion, beta) for x."""
-        terms = self.compute_terms(x, seed)
+    def objective(self, data, seed, training=False):
+        """The training objective dict (loss, elbo, rate, distortion, beta) for a batch."""
+        terms = self.compute_terms(data, seed)
         kl_groups = None
         if self.free_bits and self.free_bits_groups == 1:
             kl_groups = terms["kl"][..., tf.newaxis]                 # one group: the total KL
@@ -242,38 +226,21 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
         out["beta"] = tf.cast(beta, out["loss"].dtype)
         return out
 
-    def elbo(self, x, num_samples=1, seed=None):
-        """Per-example ELBO estimate [batch], averaged over `num_samples` draws of z."""
-        x = self._images(x, check_values=True)
-        terms = self.compute_terms(x, self._seed(seed, self.eval_seed_generator), num_samples)
-        kl = terms["kl"]
-        return tf.reduce_mean(terms["log_likelihood"] - kl, axis=0)
+    def elbo(self, x, context=None, num_samples=1, seed=None):
+        """Per-example ELBO estimate [batch], averaged over `num_samples` draws of z.
 
-    def log_prob(self, x, num_samples=1000, chunk_size=100, seed=None):
-        """Importance-sampled log p(x) [batch] with q(z|x) as proposal (book §2.6).
-
-        log p(x) ~= log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x), in
-        chunks of `chunk_size` samples (bounded memory for any K).
+        Args:
+          x: images [batch, H, W, C], or a whole batch (dict / pair).
+          context: the condition of a conditional model (None here).
+          num_samples: draws of z averaged.
+          seed: int32 [2] stateless seed (None: the model's generator).
         """
-        x = self._images(x, check_values=True)
-        if isinstance(num_samples, (int, np.integer)):
-            if num_samples < 1:
-                raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
-            chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
-        # A stream of its own: the same seed in `elbo` must not give the same draws.
-        seed = streams.fold(self._seed(seed, self.eval_seed_generator), "importance")
-        q = self.encode(x)
-        p = self.prior()
-
-        def log_weights(chunk):
-            z, log_q = q.experimental_sample_and_log_prob(
-                chunk_size, seed=tf.random.experimental.stateless_fold_in(seed, chunk))
-            return self.decode(z).log_prob(x) + p.log_prob(z) - log_q      # [chunk, batch]
-
-        return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+        batch = self.read_batch(x if context is None else (x, context), check_values=True)
+        terms = self.compute_terms(batch, self.eval_seed(seed), num_samples)
+        return tf.reduce_mean(terms["log_likelihood"] - terms["kl"], axis=0)
 
     def serving_endpoints(self, chunk_size=100):
-        """The SavedModel signatures (`tfvae.export`), each returning a dict of tensors.
+        """The SavedModel signatures (`tfvae.training.export`), each returning a dict of tensors.
 
         encode(x [n, H, W, C]) -> {loc, scale} [n, d] (`posterior_summary`);
         decode(z [n, d]) -> {mean} [n, H, W, C]; sample(num_samples [], seed [2])
@@ -293,26 +260,6 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
         ]
 
-    # ---------------------------------------------------------------- training
-    @property
-    def metrics(self):
-        return list(self._trackers.values())
-
-    def train_step(self, data):
-        x = self._images(data)
-        seed = self._seed(None, self.seed_generator)
-        with tf.GradientTape() as tape:
-            values = self.objective(x, seed)
-            # Gradients are summed over replicas: scale the per-replica loss.
-            loss = values["loss"] / guarded_step.num_replicas()
-        finite = guarded_step.minimize_if_finite(self.optimizer, tape, loss,
-                                                 self.trainable_variables)
-        guarded_step.update_metrics(self._trackers, values, finite)
-        return {m.name: m.result() for m in self.metrics}
-
-    def test_step(self, data):
-        return guarded_step.held_out_step(self, data)
-
     # ------------------------------------------------------------ serialization
     def get_config(self):
         return {**super().get_config(),
@@ -322,8 +269,4 @@ class VAE(example_model.ExampleModelMixin, keras.Model):
                 "likelihood": keras.saving.serialize_keras_object(self.likelihood),
                 "analytic_kl": self.analytic_kl, "beta": self.beta,
                 "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits,
-                "free_bits_groups": self.free_bits_groups, "seed": self.seed}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
+                "free_bits_groups": self.free_bits_groups}

@@ -8,8 +8,9 @@ has no closed-form KL); training, evaluation and the export are the VAE's.
 
 import keras
 
-from tfvae import priors
-from tfvae import vamp
+from tfvae.distributions import priors
+from tfvae.distributions import vamp
+from tfvae.models import base
 from tfvae.models import vae
 
 
@@ -35,7 +36,7 @@ class VampVAE(vae.VAE):
             raise ValueError("The VampPrior has no closed-form KL: use analytic_kl=False. "
                              f"Received: analytic_kl={analytic_kl!r}")
         super().__init__(encoder, decoder, latent, likelihood, analytic_kl=False, **kwargs)
-        self.vamp_prior = vae._deserialize(vamp_prior)
+        self.vamp_prior = base.deserialize(vamp_prior)
         if not isinstance(self.vamp_prior, vamp.VampPrior) or (
                 self.vamp_prior.image_shape != self.image_shape):
             raise ValueError(f"`vamp_prior` must be a VampPrior over images of shape "

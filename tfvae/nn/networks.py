@@ -1,7 +1,7 @@
 """Encoder and decoder networks: Keras 3 layers that map tensors to tensors.
 
 Networks never return distributions (Keras 3 layers must return tensors);
-a family (`tfvae.families`) turns their output into one.
+a family (`tfvae.distributions.families`) turns their output into one.
 """
 
 import keras

@@ -11,8 +11,8 @@ through the flow's bijector (book §3.2.2).
 import keras
 import tensorflow_probability as tfp
 
-from tfvae import families as families_lib
-from tfvae import priors as priors_lib
+from tfvae.distributions import families as families_lib
+from tfvae.distributions import priors as priors_lib
 from tfvae.flows import base as flows_base
 
 tfd = tfp.distributions

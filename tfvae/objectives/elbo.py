@@ -14,7 +14,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import families
+from tfvae.distributions import families
 
 tfd = tfp.distributions
 

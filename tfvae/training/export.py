@@ -36,7 +36,7 @@ def export_saved_model(model, path, chunk_size=100):
     archive.track(model)
     for name, fn, signature in model.serving_endpoints(chunk_size):
         archive.add_endpoint(name, tf.function(fn), input_signature=signature)
-    # What `log_prob` measures (see `tfvae.evaluation`), readable as
+    # What `log_prob` measures (see `tfvae.evaluation.estimators`), readable as
     # `tf.saved_model.load(path).likelihood_support[0]`.
     archive.add_variable_collection(
         "likelihood_support", [tf.Variable(model.likelihood_support, trainable=False)])

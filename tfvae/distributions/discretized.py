@@ -33,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import families
+from tfvae import validation
+from tfvae.distributions import families
 
 tfd = tfp.distributions
 
@@ -157,12 +158,6 @@ def _check_min_log_scale(min_log_scale):
     return None if min_log_scale is None else float(min_log_scale)
 
 
-def _check_int(value, name, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-    return int(value)
-
-
 @keras.saving.register_keras_serializable(_PACKAGE)
 class DiscretizedLogisticMixture(families.Family):
     """Mixture of K discretized logistics per pixel channel (Salimans et al. 2017).
@@ -183,8 +178,8 @@ class DiscretizedLogisticMixture(families.Family):
 
     def __init__(self, event_shape, num_components=5, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
-        self.num_components = _check_int(num_components, "num_components", 1)
-        self.num_bins = _check_int(num_bins, "num_bins", 2)
+        self.num_components = validation.at_least("num_components", num_components, 1)
+        self.num_bins = validation.at_least("num_bins", num_bins, 2)
         self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
@@ -196,7 +191,7 @@ class DiscretizedLogisticMixture(families.Family):
         return int(np.prod(self.event_shape)) * self._per_element
 
     def _split(self, params):
-        parts = families._split_params(params, self.event_shape, self._per_element)
+        parts = families.split_params(params, self.event_shape, self._per_element)
         k = self.num_components
         logits, loc, log_scale = (tf.stack(parts[i * k:(i + 1) * k], axis=-1) for i in range(3))
         if self.min_log_scale is not None:
@@ -231,7 +226,7 @@ class DiscretizedLogistic(families.Family):
 
     def __init__(self, event_shape, num_bins=256, min_log_scale=-7.0):
         super().__init__(event_shape)
-        self.num_bins = _check_int(num_bins, "num_bins", 2)
+        self.num_bins = validation.at_least("num_bins", num_bins, 2)
         self.min_log_scale = _check_min_log_scale(min_log_scale)
 
     @property
@@ -240,7 +235,7 @@ class DiscretizedLogistic(families.Family):
 
     def make(self, params):
         """Args: params [..., params_size]. Returns: distribution with event shape (H, W, C)."""
-        loc, log_scale = families._split_params(params, self.event_shape, 2)
+        loc, log_scale = families.split_params(params, self.event_shape, 2)
         if self.min_log_scale is not None:
             log_scale = tf.maximum(log_scale, self.min_log_scale)
         return tfd.Independent(

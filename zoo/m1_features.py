@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from tfvae import streams
+from tfvae.models import cvae
 from tfvae.models import vae as vae_lib
 
 
@@ -45,7 +46,7 @@ def load_m1(workdir):
                          f"e.g. `python -m zoo.vae --workdir={workdir}`. "
                          f"Received: m1_workdir={workdir!r}")
     model = keras.saving.load_model(path)
-    if not isinstance(model, vae_lib.VAE) or getattr(model, "conditional", False):
+    if not isinstance(model, vae_lib.VAE) or isinstance(model, cvae.ConditionalVAE):
         raise ValueError(f"M1 must be an unconditional VAE; {path} holds a "
                          f"{type(model).__name__}. Received: m1_workdir={workdir!r}")
     model.trainable = False
@@ -53,7 +54,7 @@ def load_m1(workdir):
 
 
 def feature_info(info, m1):
-    """The `tfvae.data.DatasetInfo` of M1's features of the dataset `info` describes.
+    """The `tfvae.data.datasets.DatasetInfo` of M1's features of the dataset `info` describes.
 
     Same name, labels and split sizes; image_shape (1, 1, latent_size) and
     num_bits 0 (continuous values).

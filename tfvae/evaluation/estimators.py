@@ -27,7 +27,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from tfvae import objectives
+from tfvae.objectives import elbo as objectives
 from tfvae import streams
 
 KINDS = ("discrete", "density", "cross_entropy")

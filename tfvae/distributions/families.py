@@ -38,7 +38,7 @@ def _check_event_shape(event_shape, name="event_shape"):
     return shape
 
 
-def _split_params(params, event_shape, k):
+def split_params(params, event_shape, k):
     """Reshapes flat params [..., prod(event)*k] to k tensors [..., *event].
 
     The parameter index is innermost, so a conv decoder's [H, W, C*k] output
@@ -63,7 +63,7 @@ class Family:
     [0, 1]^D), "discrete" for a probability mass on a finite grid of values
     (a bits/dim is defined), "binary" for a mass on {0, 1}^D, which is a
     probability on binary data and only a cross-entropy on grey values
-    (`tfvae.evaluation`).
+    (`tfvae.evaluation.estimators`).
     """
 
     support = "real"
@@ -115,7 +115,7 @@ class Bernoulli(Family):
 
     def make(self, params):
         """Args: params: logits [..., prod(event_shape)]. Returns: Independent Bernoulli."""
-        (logits,) = _split_params(params, self.event_shape, 1)
+        (logits,) = split_params(params, self.event_shape, 1)
         return tfd.Independent(
             tfd.Bernoulli(logits=logits, dtype=logits.dtype),
             reinterpreted_batch_ndims=len(self.event_shape))
@@ -150,10 +150,10 @@ class Gaussian(Family):
     def make(self, params):
         """Args: params: [..., params_size] (loc, or loc and raw scale interleaved)."""
         if self.scale is not None:
-            (loc,) = _split_params(params, self.event_shape, 1)
+            (loc,) = split_params(params, self.event_shape, 1)
             scale = tf.fill(tf.shape(loc), tf.constant(self.scale, loc.dtype))
         else:
-            loc, raw = _split_params(params, self.event_shape, 2)
+            loc, raw = split_params(params, self.event_shape, 2)
             scale = tf.math.softplus(raw) + self.min_scale
         return tfd.Independent(tfd.Normal(loc, scale),
                                reinterpreted_batch_ndims=len(self.event_shape))

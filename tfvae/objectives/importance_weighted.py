@@ -14,7 +14,7 @@ tightness for a better signal-to-noise ratio of the encoder's gradient.
 
 import tensorflow as tf
 
-from tfvae import objectives
+from tfvae.objectives import elbo as objectives
 
 
 def check_counts(k, m):

@@ -14,8 +14,9 @@ length. Example:
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data as data_lib
+from tfvae.data import datasets as data_lib
 from tfvae import streams
+from tfvae import validation
 
 
 def balanced_indices(labels, num_labels, num_classes, seed):
@@ -55,19 +56,19 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
     """An endless pipeline of labelled batches from a class-balanced training subset.
 
     Args:
-      name: a labelled dataset of `tfvae.data.DATASETS`.
+      name: a labelled dataset of `tfvae.data.datasets.DATASETS`.
       num_labels: size of the labelled subset (a multiple of the classes).
       batch_size: labelled examples per batch (may exceed num_labels).
       seed: seeds the subset choice, the order and the binarization.
       binarize: "none", "dynamic" (a fresh Bernoulli draw per batch) or "static".
-      data_dir, download: as in `tfvae.data.make_dataset`.
+      data_dir, download: as in `tfvae.data.datasets.make_dataset`.
       max_examples: choose among the first N training examples only.
 
     Returns:
       An infinite `tf.data.Dataset` of {"image": float32 [B, H, W, C] in [0, 1],
       "label": int32 [B]}.
     """
-    data_lib._check_choice("binarize", binarize, data_lib.BINARIZE)
+    validation.one_of("binarize", binarize, data_lib.BINARIZE)
     info = data_lib.info(name)
     if info.num_classes < 2:
         raise ValueError(f"`{name}` has no labels. Received: name={name!r}")
@@ -78,7 +79,7 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
     max_value = 2 ** info.num_bits - 1
     images, labels = images[index], labels[index].astype(np.int32)
     if binarize == "static":
-        images, max_value = data_lib._binarize_once(
+        images, max_value = data_lib.binarize_once(
             images, max_value, streams.derive(seed, "labelled_binarize")), 1
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     # Repeat before batching: every batch is full even when batch_size > num_labels.

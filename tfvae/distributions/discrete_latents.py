@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import samplers
 
-from tfvae import families
+from tfvae.distributions import families
 
 tfd = tfp.distributions
 

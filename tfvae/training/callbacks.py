@@ -237,8 +237,9 @@ class ImageSummaries(keras.callbacks.Callback):
       images: a fixed held-out batch [n, H, W, C] in [0, 1].
       num_samples: prior samples per grid.
       seed: seed of the prior samples (the same z every epoch).
-      labels: int labels [n] of `images` for a conditional model (whose
-        `posterior_summary` and `decode` take them), else None.
+      labels: int labels [n] of `images`, or None: the batch goes to the
+        model's `reconstruction_summary` as {"image", "label"}, and a model
+        reads what it needs (a conditional VAE its context).
     """
 
     def __init__(self, log_dir, images, num_samples=64, seed=0, labels=None):
@@ -260,10 +261,12 @@ class ImageSummaries(keras.callbacks.Callback):
         samples = self._sample().numpy()
         with self._writer.as_default(step=epoch + 1):
             tf.summary.image("prior_samples", image_grid(samples, columns))
-            if hasattr(self.model, "posterior_summary"):   # latent-variable models
-                condition = () if self.labels is None else (tf.constant(self.labels),)
-                summary = self.model.posterior_summary(tf.constant(x), *condition)
-                recon = self.model.decode(summary["loc"], *condition).mean().numpy()
+            batch = {"image": tf.constant(x)}
+            if self.labels is not None:
+                batch["label"] = tf.constant(self.labels)
+            summary = self.model.reconstruction_summary(batch)
+            if summary is not None:                   # a model with latents to summarize
+                recon = summary["mean"].numpy()
                 n = (len(x) // columns) * columns
                 pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
                                   recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)

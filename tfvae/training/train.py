@@ -18,17 +18,17 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tfvae import callbacks as callbacks_lib
-from tfvae import data as data_lib
-from tfvae import evaluation
-from tfvae import export as export_lib
+from tfvae.training import callbacks as callbacks_lib
+from tfvae.data import datasets as data_lib
+from tfvae.evaluation import estimators as evaluation
+from tfvae.training import export as export_lib
+from tfvae import validation
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 BINARIZE = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adamax")
 # Fields added after workdirs were first written: a config.json without one
 # of them was written with this value (it resumes unchanged).
-_ADDED_KEYS = {"optimizer": "adam", "ema_decay": 0.0, "layers_per_resolution": [], "m1_workdir": ""}
 # Held-out sets of dynamically binarized data are binarized once, with this
 # seed, whatever the run's seed: runs stay comparable (issue: "test set
 # binarized once with a fixed seed").
@@ -45,7 +45,7 @@ class TrainConfig:
     """Options shared by every zoo entry (entries subclass it with their own).
 
     Attributes:
-      dataset: one of `tfvae.data.DATASETS`.
+      dataset: one of `tfvae.data.datasets.DATASETS`.
       data_dir: folder with the dataset's standard files ("" = default places).
       binarize: training images "dynamic" (fresh Bernoulli draw every
         epoch), "static" (once) or "none" (grey values). Held-out sets of
@@ -99,18 +99,24 @@ class TrainConfig:
 
     def validate(self):
         """Raises ValueError naming the first invalid field."""
-        _one_of("dataset", self.dataset, data_lib.DATASETS)
-        _one_of("binarize", self.binarize, BINARIZE)
-        _one_of("strategy", self.strategy, STRATEGIES)
+        validation.one_of("dataset", self.dataset, data_lib.DATASETS)
+        validation.one_of("binarize", self.binarize, BINARIZE)
+        validation.one_of("strategy", self.strategy, STRATEGIES)
         for name in ("epochs", "batch_size", "steps_per_execution"):
-            _at_least(name, getattr(self, name), 1)
+            validation.at_least(name, getattr(self, name), 1)
         for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
-            _at_least(name, getattr(self, name), 0)
-        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+            validation.at_least(name, getattr(self, name), 0)
+        validation.one_of("optimizer", self.optimizer, OPTIMIZERS)
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={self.ema_decay!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
+
+    def added_fields(self):
+        """{field: value} of fields added after workdirs were written without them: an
+        older config.json that lacks one resumes as if it held this value. An entry
+        whose Config adds a field later extends this."""
+        return {"optimizer": "adam", "ema_decay": 0.0}
 
     def to_json(self):
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -125,7 +131,7 @@ class TrainConfig:
         return _datasets(self)
 
     def dataset_info(self):
-        """The `tfvae.data.DatasetInfo` of the data the model sees (overridden
+        """The `tfvae.data.datasets.DatasetInfo` of the data the model sees (overridden
         where an entry transforms the images, e.g. M1 features for M2)."""
         return data_lib.info(self.dataset)
 
@@ -134,19 +140,9 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def _one_of(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(f"`{name}` must be one of {', '.join(allowed)}. Received: {name}={value!r}")
-
-
-def _at_least(name, value, low):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}. Received: {name}={value!r}")
-
-
 def make_strategy(name, tpu=""):
     """Returns the `tf.distribute` strategy called `name` (see `STRATEGIES`)."""
-    _one_of("strategy", name, STRATEGIES)
+    validation.one_of("strategy", name, STRATEGIES)
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
@@ -168,15 +164,23 @@ def write_json_atomic(path, obj):
     os.replace(f.name, path)
 
 
-def check_resumable(config_json, path):
-    """Raises ValueError if the workdir's config.json describes another experiment."""
+def check_resumable(config_json, path, added_fields=None):
+    """Raises ValueError if the workdir's config.json describes another experiment.
+
+    Args:
+      config_json: the new run's `to_json()`.
+      path: the workdir's config.json.
+      added_fields: {field: the value an older config.json without it implies}
+        (the config's `added_fields()`).
+    """
     if not os.path.exists(path):
         return
+    added_fields = added_fields or {}
     with open(path, encoding="utf-8") as f:
         old = json.load(f)
     changed = sorted(k for k in set(old) | set(config_json)
                      if k not in RESUMABLE_KEYS
-                     and old.get(k, _ADDED_KEYS.get(k)) != config_json.get(k))
+                     and old.get(k, added_fields.get(k)) != config_json.get(k))
     if changed:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {config_json.get(k)!r}" for k in changed)
         raise ValueError(
@@ -230,7 +234,7 @@ def run(config, build_model, workdir):
     """
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
-    check_resumable(config.to_json(), config_path)
+    check_resumable(config.to_json(), config_path, config.added_fields())
     write_json_atomic(config_path, config.to_json())
     keras.utils.set_random_seed(config.seed)
 
@@ -249,8 +253,7 @@ def run(config, build_model, workdir):
     callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(), callbacks_lib.FirstStepTimer(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
     if config.image_summaries and len(info.image_shape) == 3 and info.image_shape[-1] in (1, 3):
-        # A conditional model (`conditional = True`) reconstructs given the labels.
-        labels = first_batch["label"][:32] if getattr(model, "conditional", False) else None
+        labels = first_batch["label"][:32] if "label" in first_batch else None
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
                                                       seed=config.seed, labels=labels))
     if checkpoint.stopped_early:
@@ -266,7 +269,7 @@ def run(config, build_model, workdir):
 
     test = evaluation.evaluate(model, test_ds, num_samples=config.eval_num_samples)
     # Held-out metrics of the model's test_step beyond the likelihood (M2's accuracy).
-    extra = getattr(model, "extra_test_metrics", ())
+    extra = model.test_metric_names()
     if extra:
         logs = model.evaluate(test_ds, return_dict=True, verbose=0)
         test.update({name: float(logs[name]) for name in extra})

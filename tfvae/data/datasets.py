@@ -10,7 +10,7 @@ Validation sets are carved deterministically: from the end of the official
 training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
 (binarized MNIST, Larochelle & Murray 2011) or from a fixed permutation
 (scikit-learn's digits); `image_patches` cuts 32x32x3 patches from fixed
-column strips of scikit-learn's sample photographs (`tfvae.image_patches`).
+column strips of scikit-learn's sample photographs (`tfvae.data.image_patches`).
 Example:
 
     for batch in make_dataset("mnist", "train", 128, binarize="dynamic"):
@@ -25,10 +25,11 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from tfvae import data_files
-from tfvae import image_patches
+from tfvae.data import files as data_files
+from tfvae.data import image_patches
 from tfvae import streams
-from tfvae import toy_data
+from tfvae.data import toy_data
+from tfvae import validation
 
 DATASETS = ("mnist", "binarized_mnist", "fashion_mnist", "cifar10", "digits",
             "image_patches", *toy_data.TOY_DATASETS)
@@ -129,19 +130,13 @@ _DOWNLOADS = {
 }
 
 
-def _check_choice(argument, value, choices):
-    if value not in choices:
-        raise ValueError(f"`{argument}` must be one of {', '.join(choices)}. "
-                         f"Received: {argument}={value!r}")
-
-
 def info(name):
     """Returns the `DatasetInfo` of dataset `name`.
 
     Raises:
       ValueError: if `name` is not one of `DATASETS`.
     """
-    _check_choice("name", name, DATASETS)
+    validation.one_of("name", name, DATASETS)
     dataset_info = _INFOS[name]
     return dataclasses.replace(dataset_info, splits=dict(dataset_info.splits))
 
@@ -294,7 +289,7 @@ def load_arrays(name, split, data_dir=None, download=True):
       DataNotFoundError: if the files are nowhere and cannot be downloaded.
     """
     dataset_info = info(name)
-    _check_choice("split", split, SPLITS)
+    validation.one_of("split", split, SPLITS)
     if data_dir is not None and not os.path.isdir(data_dir):
         raise ValueError(f"`data_dir` does not exist. Received: data_dir={data_dir!r}")
     if name == "digits":
@@ -325,16 +320,6 @@ def load_arrays(name, split, data_dir=None, download=True):
     return splits[split]
 
 
-def _check_int(argument, value, minimum, allow_none=False):
-    if allow_none and value is None:
-        return
-    if (not isinstance(value, (int, np.integer)) or isinstance(value, bool)
-            or value < minimum):
-        raise ValueError(f"`{argument}` must be an int >= {minimum}"
-                         f"{' or None' if allow_none else ''}. "
-                         f"Received: {argument}={value!r}")
-
-
 def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
                  seed=0, shuffle=None, drop_remainder=False, max_examples=None,
                  download=True):
@@ -363,10 +348,10 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     Raises:
       ValueError: for an invalid argument or missing data (see `load_arrays`).
     """
-    _check_choice("binarize", binarize, BINARIZE)
-    _check_int("batch_size", batch_size, 1)
-    _check_int("max_examples", max_examples, 1, allow_none=True)
-    _check_int("seed", seed, 0)
+    validation.one_of("binarize", binarize, BINARIZE)
+    validation.at_least("batch_size", batch_size, 1)
+    validation.at_least("max_examples", max_examples, 1, allow_none=True)
+    validation.at_least("seed", seed, 0)
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError("`shuffle` must be None or a bool. "
                          f"Received: shuffle={shuffle!r}")
@@ -379,7 +364,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     images, labels = load_arrays(name, split, data_dir=data_dir, download=download)
     images, labels = images[:max_examples], labels[:max_examples]
     if binarize == "static":
-        images, max_value = _binarize_once(images, max_value, seed), 1
+        images, max_value = binarize_once(images, max_value, seed), 1
 
     # The arrays live in memory as uint8 (4x smaller than float32), so the
     # pipeline needs no `.cache()`; conversion happens per batch.
@@ -407,7 +392,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _binarize_once(images, max_value, seed):
+def binarize_once(images, max_value, seed):
     """Draws x ~ Bernoulli(images / max_value) once; returns uint8 0/1 images."""
     rng = np.random.default_rng(seed)
     binary = np.empty(images.shape, np.uint8)

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfvae import families
+from tfvae.distributions import families
 
 tfd = tfp.distributions
 

@@ -1,0 +1,290 @@
+"""`LatentVariableModel`: what every tfvae model shares; a model class adds only its math.
+
+The base owns the parts that are the same for a VAE, a hierarchical VAE, a
+flow density model and every variant:
+
+  - the batch: `read_batch(data)` turns whatever `fit`, `evaluate` or a user
+    hands over (a dict {"image", "label"}, an (x, labels) pair, a tensor)
+    into one `Batch(x, context, labelled)`, read once per step, with the
+    shape checked and, for estimators, the values (finite; inside the
+    likelihood's support);
+  - seeds: a training and an evaluation `SeedGenerator` from `seed`, or an
+    explicit stateless seed; the IS draws come from their own stream;
+  - metric trackers of the objective's terms (`track_metrics`), plus
+    `skipped_steps` and `grad_norm` for every model;
+  - the guarded train step (non-finite and `max_grad_norm` steps skipped and
+    counted; the applied steps' global gradient norm logged) and the
+    held-out step (per-example averages);
+  - the chunked importance-sampling skeleton of `log_prob` (book §2.6):
+    log p(x) ~= log (1/K) sum_k w_k with log w = `log_weights(...)`;
+  - the build config, `get_config` of the shared arguments.
+
+The protocol a model class implements (shapes for a batch of B examples):
+
+  - `objective(data, seed, training=False)` -> {"loss": scalar, "elbo":
+    scalar, ...}: the training objective and its named terms;
+  - `sample_posterior(batch, num_samples, seed)` -> (z [S, B, D], log q(z|x)
+    [S, B]): draws from the (amortized) posterior, z flattened per example;
+  - `log_joint(batch, z)` -> log p(x, z) [S, B] for z as `sample_posterior`
+    returns it;
+  - `elbo(x, context=None, num_samples=1, seed=None)` -> [B].
+  - optionally `log_weights_fn(batch)` -> a function (num_samples, seed) ->
+    log importance weights [S, B] for `log_prob`'s chunks; the default is
+    `log_joint - log q` at `sample_posterior`'s draws, a model that can
+    share work across chunks (q and p computed once) or has a cheaper single
+    pass (a hierarchy's joint terms) overrides it.
+
+So any estimator (IS, AIS, local optimisation of q, HMC) can work on any
+model class through `sample_posterior` and `log_joint` alone.
+"""
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae.objectives import elbo as objectives
+from tfvae import streams
+from tfvae.models import guarded_step
+
+Batch = collections.namedtuple("Batch", ["x", "context", "labels", "labelled"],
+                               defaults=(None, None, None))
+"""One batch as a model reads it.
+
+  x: the examples [B, *example_shape].
+  context: an observed condition of p and q (the labels of a conditional
+    VAE) [B], or None.
+  labels: labels of x that the model does not condition on (a classifier's
+    held-out targets) [B], or None.
+  labelled: a separate labelled (x_l, labels_l) sub-batch (semi-supervised
+    training), or None.
+"""
+
+def deserialize(obj):
+    """A Keras object from its serialized config (a dict), or `obj` itself."""
+    return keras.saving.deserialize_keras_object(obj) if isinstance(obj, dict) else obj
+
+
+# Metrics of the train step only (the held-out step reports the objective's terms).
+TRAINING_ONLY = ("skipped_steps", "grad_norm")
+
+
+class LatentVariableModel(keras.Model):
+    """Base class of every tfvae model (see the module docstring for the protocol).
+
+    Args:
+      example_shape: shape of one example, e.g. (28, 28, 1) or (2,).
+      max_grad_norm: skip (and count in `skipped_steps`) any step whose
+        global gradient norm exceeds this; 0 disables.
+      seed: int seed of the model's sampling noise (training and evaluation
+        generators use `seed` and `seed + 1`), or None.
+      **kwargs: `keras.Model` arguments (`name`, ...).
+    """
+
+    def __init__(self, example_shape, *, max_grad_norm=0.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not float(max_grad_norm) >= 0:
+            raise ValueError(f"`max_grad_norm` must be >= 0. Received: max_grad_norm={max_grad_norm!r}")
+        self.image_shape = tuple(int(d) for d in example_shape)
+        self.max_grad_norm = float(max_grad_norm)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="train_seed")
+        self.eval_seed_generator = keras.random.SeedGenerator(
+            None if seed is None else seed + 1, name="eval_seed")
+        self._trackers = {}          # the objective's terms: `track_metrics`
+        self._step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
+                               "grad_norm": keras.metrics.Mean(name="grad_norm")}
+
+    # ------------------------------------------------------------- protocol
+    @property
+    def likelihood_support(self):
+        """What `log_prob` measures: "real", "discrete" or "binary" (`tfvae.evaluation.estimators`)."""
+        raise NotImplementedError
+
+    def test_metric_names(self):
+        """Held-out metrics reported beside the likelihood at the end of a run (e.g. accuracy)."""
+        return ()
+
+    def reconstruction_summary(self, data):
+        """For TensorBoard: {"loc", "scale"} of q at the posterior's summary points [B, D]
+        and "mean", the reconstructions E[x|z = loc] [B, ...]; None for a model
+        without latents to summarize (a flow density)."""
+        del data
+        return None
+
+    def objective(self, data, seed, training=False):
+        raise NotImplementedError
+
+    def sample_posterior(self, batch, num_samples, seed):
+        raise NotImplementedError
+
+    def log_joint(self, batch, z):
+        raise NotImplementedError
+
+    def log_weights_fn(self, batch):
+        """(num_samples, seed) -> log p(x, z) - log q(z|x) [num_samples, B] at z ~ q (§2.6)."""
+        def log_weights(num_samples, seed):
+            z, log_q = self.sample_posterior(batch, num_samples, seed)
+            return self.log_joint(batch, z) - log_q
+        return log_weights
+
+    # ---------------------------------------------------------------- inputs
+    def track_metrics(self, *names):
+        """Adds a Mean tracker per objective term `objective` reports (train and held out)."""
+        for name in names:
+            self._trackers[name] = keras.metrics.Mean(name=name)
+
+    def untrack_metrics(self, *names):
+        """Removes trackers the subclass' objective does not report."""
+        for name in names:
+            del self._trackers[name]
+
+    def check_shape(self, shape):
+        """Raises ValueError unless `shape` is [batch, *example_shape]."""
+        shape = tuple(shape)
+        if len(shape) != 1 + len(self.image_shape) or tuple(shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"Expected examples of shape [batch, {', '.join(map(str, self.image_shape))}]. "
+                f"Received: shape={list(shape)}")
+
+    def read_examples(self, data, check_values=False):
+        """x [B, *example_shape] from a batch (dict with "image", tuple, or tensor)."""
+        if isinstance(data, Batch):
+            data = data.x
+        if isinstance(data, dict):
+            data = data["image"]
+        elif isinstance(data, (tuple, list)):
+            data = data[0]
+        x = tf.cast(data, self.compute_dtype)
+        self.check_shape(x.shape)
+        return self.check_values(x) if check_values else x
+
+    def read_batch(self, data, check_values=False):
+        """The `Batch` of `data` (any structure `fit` or a user passes); see `Batch`."""
+        if isinstance(data, Batch):
+            return data
+        return Batch(self.read_examples(data, check_values))
+
+    def value_range(self):
+        """(low, high) of the likelihood's support on x, or None for the real line."""
+        return (0.0, 1.0) if self.likelihood_support == "binary" else None
+
+    def check_values(self, x):
+        """Raises if x has non-finite values or values outside `value_range()`.
+
+        Eagerly a ValueError; in a graph (a `tf.function`, the SavedModel) an
+        `InvalidArgumentError` from assertions placed before x is used.
+        """
+        support = self.value_range()
+        if tf.executing_eagerly():
+            values = x.numpy()
+            bad = int(np.size(values) - np.isfinite(values).sum())
+            if bad:
+                raise ValueError(f"`x` contains {bad} non-finite values (NaN or inf).")
+            if support and values.size and (values.min() < support[0] or values.max() > support[1]):
+                raise ValueError(
+                    f"`x` must lie in [{support[0]}, {support[1]}] for a Bernoulli likelihood. "
+                    f"Received: min={values.min()}, max={values.max()}")
+            return x
+        checks = [tf.debugging.assert_all_finite(x, "`x` contains non-finite values.")]
+        if support:
+            # After the finiteness check: a NaN must be named as such, not as out of range.
+            with tf.control_dependencies(checks):
+                checks = [
+                    tf.debugging.assert_greater_equal(x, support[0], message="`x` must be >= 0."),
+                    tf.debugging.assert_less_equal(x, support[1], message="`x` must be <= 1.")]
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+    def as_batch(self, data):
+        """`data` as a `Batch` (unchecked values): what `objective` works on."""
+        return self.read_batch(data)
+
+    def optimizer_step(self):
+        """The optimizer's step count, 0 before `compile`: the clock of every schedule
+        (KL warm-up, capacity, temperature annealing)."""
+        optimizer = getattr(self, "optimizer", None)   # Keras sets it in `compile`
+        return optimizer.iterations if optimizer is not None else 0
+
+    def eval_seed(self, seed):
+        """`seed` as a stateless int32 [2] seed, or the evaluation generator's next one."""
+        return self.seed_from(seed, self.eval_seed_generator)
+
+    @staticmethod
+    def seed_from(seed, generator):
+        """`seed` as a stateless int32 [2] seed, or `generator`'s next one."""
+        return tf.cast(generator.next() if seed is None else seed, tf.int32)
+
+    # ------------------------------------------------------------- estimators
+    def log_prob(self, x, context=None, num_samples=1000, chunk_size=100, seed=None):
+        """Importance-sampled log p(x) [B] (book §2.6), K = `num_samples` in chunks.
+
+        Args:
+          x: examples [B, ...] or a whole batch (dict / pair).
+          context: the condition [B] of a conditional model (None otherwise,
+            or when `x` is a batch that carries it).
+          num_samples: K >= 1 (a Python int or a scalar tensor).
+          chunk_size: samples per chunk (bounds memory; a tensor K may mask
+            the last chunk).
+          seed: stateless seed [2] (None: the model's evaluation generator);
+            the draws come from its "importance" stream.
+        """
+        batch = self.read_batch(x if context is None else (x, context), check_values=True)
+        if isinstance(num_samples, (int, np.integer)):
+            if num_samples < 1:
+                raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
+            chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
+        # A stream of its own: the same seed in `elbo` must not give the same draws.
+        seed = streams.fold(self.eval_seed(seed), "importance")
+        weights = self.log_weights_fn(batch)
+
+        def log_weights(chunk):
+            return weights(chunk_size, tf.random.experimental.stateless_fold_in(seed, chunk))
+
+        return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+
+    # --------------------------------------------------------------- training
+    @property
+    def metrics(self):
+        return [*self._trackers.values(), *self._step_trackers.values()]
+
+    def _all_trackers(self):
+        return {**self._trackers, **self._step_trackers}
+
+    def train_step(self, data):
+        batch = self.read_batch(data)
+        seed = self.seed_from(None, self.seed_generator)
+        with tf.GradientTape() as tape:
+            values = self.objective(batch, seed, training=True)
+            # Gradients are summed over replicas: scale the per-replica loss.
+            loss = values["loss"] / guarded_step.num_replicas()
+        applied, grad_norm = guarded_step.minimize_if_finite(
+            self.optimizer, tape, loss, self.trainable_variables,
+            max_grad_norm=self.max_grad_norm)
+        guarded_step.update_metrics(self._all_trackers(), {**values, "grad_norm": grad_norm},
+                                    applied)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, data):
+        """The objective on held-out data; per-example averages (a smaller last batch weighs less)."""
+        batch = self.read_batch(data)
+        values = self.objective(batch, self.eval_seed(None))
+        batch_size = tf.shape(batch.x)[0]
+        guarded_step.update_metrics(self._all_trackers(), values,
+                                    tf.math.is_finite(values["loss"]), batch_size)
+        return {m.name: m.result() for m in self.metrics if m.name not in TRAINING_ONLY}
+
+    # ------------------------------------------------------------ serialization
+    def get_build_config(self):
+        return {"input_shape": [None, *self.image_shape]}
+
+    def build_from_config(self, config):
+        self.build(tuple(config["input_shape"]))
+
+    def get_config(self):
+        return {**super().get_config(), "max_grad_norm": self.max_grad_norm, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
