@@ -33,7 +33,6 @@ import tensorflow as tf
 import zoo
 from tests.conftest import needs_fashion_mnist
 from tfvae.data import datasets as data_lib
-from tfvae.distributions import families
 from tfvae.evaluation import estimators as evaluation
 from tfvae.training import train
 from zoo import evaluate as evaluate_lib
