@@ -183,12 +183,13 @@ def _check_04_variants(result, workdir):
     numbers = [v for k, v in result.items() if isinstance(v, float)] + result["kl_dims_beta4"]
     assert all(math.isfinite(v) for v in numbers), result
     # β = 4 prices information in z higher: a lower rate, and a lower ELBO than the β = 1
-    # model, which maximizes the ELBO itself (the tiny run: 1.1 vs 6.7 nats; -377 vs -353).
+    # model, which maximizes the ELBO itself.
     assert result["rate_beta4"] < result["rate_beta1"]
     assert result["elbo_beta4"] < result["elbo_beta1"]
     assert sum(result["kl_dims_beta4"]) == pytest.approx(result["rate_beta4"], rel=1e-4)
-    # The most informative dimension moves the decoded image more than the least one (0.040
-    # vs 0.021 mean |pixel change| in the tiny run).
+    # The most informative dimension moves the decoded image more than the least one (mean
+    # |pixel change| over 32 test images; the tiny run trains 4 epochs: after 2, with ~1 nat
+    # of rate in all, the untrained decoder's sensitivity to an unused dimension was as large).
     assert result["traversal_change_most"] > result["traversal_change_least"]
     # Both label models use the label far above chance (0.10); the tiny runs reach about
     # 0.5 (CVAE as a generative classifier) and 0.67 (M2's q(y|x), 100 labels).

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 # `.keras` file loads after a plain `import tfvae`. The subpackages follow the
 # picture of the design: nn -> flows -> distributions -> hierarchy -> models,
 # with objectives, data, evaluation and training beside them; the modules keep
-# their short public names here (`tfvae.families`, `tfvae.objectives`, ...).
+# their short public names here (`tfvae.families`, `tfvae.networks`, ...).
 from tfvae.nn import made  # noqa: E402,F401
 from tfvae.nn import networks  # noqa: E402,F401
 from tfvae.nn import pixelcnn  # noqa: E402,F401
@@ -29,8 +29,8 @@ from tfvae.distributions import vamp  # noqa: E402,F401
 from tfvae.hierarchy import mlp as hierarchy_mlp  # noqa: E402,F401
 from tfvae.hierarchy import resnet as hierarchy_resnet  # noqa: E402,F401
 from tfvae.objectives import disentanglement  # noqa: E402,F401
-from tfvae.objectives import elbo as objectives  # noqa: E402,F401
-from tfvae.objectives import importance_weighted as objectives_iw  # noqa: E402,F401
+from tfvae.objectives import elbo  # noqa: E402,F401
+from tfvae.objectives import importance_weighted  # noqa: E402,F401
 from tfvae import models  # noqa: E402,F401
 from tfvae.models import beta_tcvae  # noqa: E402,F401
 from tfvae.models import beta_vae  # noqa: E402,F401
