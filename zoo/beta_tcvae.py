@@ -47,13 +47,10 @@ class Config(vae.Config):
 def build_model(config, info):
     """The β-TCVAE for `config`; N from the config or the training split's size."""
     dataset_size = config.dataset_size or config.max_train_examples or info.splits["train"]
-    parts = vae.build_model(config, info)
     return beta_tcvae.BetaTCVAE(
-        parts.encoder, parts.decoder, parts.latent, parts.likelihood, alpha=config.alpha,
-        beta=config.beta, gamma=config.gamma, dataset_size=dataset_size,
-        estimator=config.estimator, analytic_kl=config.analytic_kl,
-        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-        free_bits_groups=config.free_bits_groups, seed=config.seed, name="beta_tcvae")
+        *vae.build_parts(config, info), alpha=config.alpha, gamma=config.gamma,
+        dataset_size=dataset_size, estimator=config.estimator, **vae.elbo_options(config),
+        name="beta_tcvae")
 
 
 if __name__ == "__main__":

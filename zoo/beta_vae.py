@@ -40,14 +40,11 @@ class Config(vae.Config):
 
 
 def build_model(config, info):
-    """The β-VAE for `config`: the parts `vae.build_model` assembles."""
-    parts = vae.build_model(config, info)
+    """The β-VAE for `config`: the reference VAE's parts (`vae.build_parts`)."""
     return beta_vae.BetaVAE(
-        parts.encoder, parts.decoder, parts.latent, parts.likelihood,
-        capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
-        gamma=config.gamma, analytic_kl=config.analytic_kl, beta=config.beta,
-        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-        free_bits_groups=config.free_bits_groups, seed=config.seed, name="beta_vae")
+        *vae.build_parts(config, info), capacity_max=config.capacity_max,
+        capacity_steps=config.capacity_steps, gamma=config.gamma, **vae.elbo_options(config),
+        name="beta_vae")
 
 
 if __name__ == "__main__":

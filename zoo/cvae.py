@@ -24,18 +24,14 @@ class Config(vae.Config):
 def build_model(config, info):
     """The conditional VAE for `config` on a labelled dataset described by `info`.
 
-    The parts are those `vae.build_model` assembles; the decoder's input
+    The parts are the reference VAE's (`vae.build_parts`); the decoder's input
     grows by the one-hot label when it is built.
     """
     if info.num_classes < 2:
         raise ValueError(f"`cvae` needs a labelled dataset. Received: dataset={info.name!r} "
                          f"(num_classes={info.num_classes})")
-    parts = vae.build_model(config, info)
-    return cvae.ConditionalVAE(
-        parts.encoder, parts.decoder, parts.latent, parts.likelihood,
-        num_classes=info.num_classes, analytic_kl=config.analytic_kl, beta=config.beta,
-        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-        free_bits_groups=config.free_bits_groups, seed=config.seed, name="cvae")
+    return cvae.ConditionalVAE(*vae.build_parts(config, info), num_classes=info.num_classes,
+                               **vae.elbo_options(config), name="cvae")
 
 
 if __name__ == "__main__":

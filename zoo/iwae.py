@@ -34,12 +34,9 @@ class Config(vae.Config):
 
 
 def build_model(config, info):
-    """The (M)IWAE for `config`: the parts `vae.build_model` assembles."""
-    parts = vae.build_model(config, info)
-    return iwae.IWAE(parts.encoder, parts.decoder, parts.latent, parts.likelihood,
-                     k=config.k, m=config.m, analytic_kl=config.analytic_kl, beta=config.beta,
-                     kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-                     free_bits_groups=config.free_bits_groups, seed=config.seed, name="iwae")
+    """The (M)IWAE for `config`: the reference VAE's parts (`vae.build_parts`)."""
+    return iwae.IWAE(*vae.build_parts(config, info), k=config.k, m=config.m,
+                     **vae.elbo_options(config), name="iwae")
 
 
 if __name__ == "__main__":

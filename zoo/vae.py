@@ -11,6 +11,7 @@ reference MLP 784-512-512 -> 32 -> 512-512-784 with ReLU, Adam 1e-3, batch
     python -m zoo.vae --workdir=/tmp/vae --dataset=fashion_mnist
 """
 
+import collections
 import dataclasses
 
 from tfvae.distributions import families
@@ -154,8 +155,19 @@ def build_prior(config):
                              name="prior")
 
 
-def build_model(config, info):
-    """The VAE for `config` on images of `info.image_shape`."""
+Parts = collections.namedtuple("Parts", ["encoder", "decoder", "latent", "likelihood"])
+"""The reference VAE's parts, which the variants' entries assemble into their models."""
+
+
+def elbo_options(config):
+    """The ELBO options of `config` as keyword arguments of `VAE` and its subclasses."""
+    return dict(analytic_kl=config.analytic_kl, beta=config.beta,
+                kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
+                free_bits_groups=config.free_bits_groups, seed=config.seed)
+
+
+def build_parts(config, info):
+    """The encoder, decoder, latent layer and likelihood of `config` for `info.image_shape`."""
     image_shape = tuple(info.image_shape)
     if config.likelihood == "gaussian":
         likelihood, per_pixel = families.Gaussian(image_shape), 2
@@ -167,10 +179,12 @@ def build_model(config, info):
     encoder, decoder = build_networks(config, image_shape, likelihood.params_size, per_pixel)
     latent = latents.LatentLayer(posterior, prior=build_prior(config), flow=build_flow(config),
                                  name="latent")
-    return VAE(encoder, decoder, latent, likelihood,
-               analytic_kl=config.analytic_kl, beta=config.beta,
-               kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-               free_bits_groups=config.free_bits_groups, seed=config.seed, name="vae")
+    return Parts(encoder, decoder, latent, likelihood)
+
+
+def build_model(config, info):
+    """The VAE for `config` on images of `info.image_shape`."""
+    return VAE(*build_parts(config, info), **elbo_options(config), name="vae")
 
 
 if __name__ == "__main__":

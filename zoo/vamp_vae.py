@@ -34,15 +34,12 @@ class Config(vae.Config):
 
 
 def build_model(config, info):
-    """The VampVAE for `config`: the parts `vae.build_model` assembles and the VampPrior."""
-    parts = vae.build_model(config, info)
+    """The VampVAE for `config`: the reference VAE's parts and the VampPrior."""
+    parts = vae.build_parts(config, info)
     prior = vamp.VampPrior(config.num_pseudo_inputs, tuple(info.image_shape), seed=config.seed,
                            name="vamp_prior")
-    return vamp_vae.VampVAE(
-        parts.encoder, parts.decoder, parts.latent, parts.likelihood, vamp_prior=prior,
-        analytic_kl=config.analytic_kl, beta=config.beta,
-        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-        free_bits_groups=config.free_bits_groups, seed=config.seed, name="vamp_vae")
+    return vamp_vae.VampVAE(*parts, vamp_prior=prior, **vae.elbo_options(config),
+                            name="vamp_vae")
 
 
 if __name__ == "__main__":
