@@ -105,3 +105,44 @@ def test_generic_importance_sampling_reproduces_log_prob(name):
     generic = objectives.log_mean_exp(tf.concat(chunks, 0))
     own = model.log_prob(batch.x, batch.context, num_samples=k, chunk_size=chunk, seed=seed)
     np.testing.assert_allclose(generic, own, rtol=1e-4, atol=1e-3)
+
+
+def test_m2_protocol_over_label_and_latent_converges_to_its_exact_label_sum():
+    """M2's latents are (y, z): IS from `sample_posterior`/`log_joint` alone (y drawn from
+    q(y|x)) converges to `log_prob`, which sums y out exactly (K z-samples per class)."""
+    from tfvae.models import m2
+    likelihood = families.Bernoulli(SHAPE)
+    model = m2.M2(networks.MLP([8], 8), networks.MLP([8], likelihood.params_size),
+                  latents.LatentLayer(families.DiagonalGaussian(2)), likelihood,
+                  classifier=networks.MLP([8], 3), num_classes=3, seed=0)
+    model.build((None, *SHAPE))
+    batch = Batch(tf.constant(X))
+    z, log_q = model.sample_posterior(batch, 4000, tf.constant([3, 1]))
+    assert z.shape == (4000, 5, 3 + 2)
+    log_w = (model.log_joint(batch, z) - log_q).numpy().astype(np.float64)   # [S, B]
+    generic = objectives.log_mean_exp(tf.constant(log_w)).numpy()
+    # Delta-method standard error of log mean w.
+    w = np.exp(log_w - log_w.max(0))
+    stderr = w.std(0) / w.mean(0) / np.sqrt(len(w))
+    exact_sum = model.log_prob(X, num_samples=4000, seed=tf.constant([5, 5])).numpy()
+    assert np.all(np.abs(generic - exact_sum) < 4 * stderr + 0.02), (generic, exact_sum, stderr)
+
+
+def test_every_model_skips_steps_over_max_grad_norm_and_logs_the_norm():
+    """The base's guarded step: a plain VAE (not only the hierarchy) skips and counts a step
+    whose gradient norm exceeds max_grad_norm, keeps its weights, and logs grad_norm."""
+    likelihood = families.Bernoulli(SHAPE)
+    for threshold, skipped in ((1e-6, 1.0), (0.0, 0.0)):
+        model = VAE(networks.MLP([8], 8), networks.MLP([8], likelihood.params_size),
+                    latents.LatentLayer(families.DiagonalGaussian(3)), likelihood,
+                    max_grad_norm=threshold, seed=0)
+        model.build((None, *SHAPE))
+        model.compile(optimizer="adam")
+        before = [w.numpy() for w in model.trainable_weights]
+        logs = model.fit(X, epochs=1, batch_size=5, verbose=0).history
+        assert logs["skipped_steps"][-1] == skipped
+        changed = any(not np.array_equal(b, w.numpy())
+                      for b, w in zip(before, model.trainable_weights))
+        assert changed == (not skipped)
+        if not skipped:
+            assert logs["grad_norm"][-1] > 0

@@ -392,6 +392,8 @@ def test_evaluation_of_the_workdir(trained):
                            "log_likelihood_stderr", "num_importance_samples",
                            "bits_per_dim", "bits_per_dim_stderr"}
     assert result["n"] == 128 and result["num_importance_samples"] == 10
+    # The SavedModel carries what its log_prob is (its likelihood_support variable).
+    assert result["likelihood_kind"] == metrics["test_likelihood_kind"] is not None
     # Equal up to float32 rounding: measured over the 8 full entries, |difference| / |value|
     # is at most 3.3e-9 (maf: 1.3e-5 of -4105.6 nats; resnet_vae: 6.1e-5 of -20061), most
     # agree exactly; the old 5-standard-error band was about 22 nats for the reference VAE.

@@ -21,13 +21,14 @@ et al.'s alpha = 0.1 N over the whole data set is alpha = 0.1 N / N_l per
 labelled example). All K bounds of an unlabelled x share one noise draw eps
 (z_y = mu(x, y) + sigma(x, y) eps): common random numbers, so U(x) is the
 q(y|x)-weighted sum of the very L(x, y) that `labelled_bound` returns.
-Only M2 is implemented (no M1 feature extractor stacked below it).
+M1+M2 (M2 on the latents of a trained VAE) is assembled in `zoo/m1_features.py` and `zoo.m2`.
 """
 
 import math
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from tfvae.distributions import families
 from tfvae.objectives import elbo as objectives
@@ -37,6 +38,7 @@ from tfvae.models import cvae
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
+tfd = tfp.distributions
 
 
 def _check_no_context(context):
@@ -210,6 +212,30 @@ class M2(cvae.ConditionalVAE):
         repeated = tf.tile(x, [num_samples, 1, 1, 1])                  # [samples*batch, ...]
         bound = self.unlabelled_terms(repeated, seed)["bound"]
         return tf.reduce_mean(tf.reshape(bound, [num_samples, -1]), axis=0)
+
+    # ------------------------------------------------------------- protocol
+    def sample_posterior(self, batch, num_samples, seed):
+        """(y, z) ~ q(y|x) q(z|x, y), as [S, B, K + d] (one-hot y, then z), and
+        log q(y, z|x) [S, B]: M2's latents for any protocol estimator (AIS, ...)."""
+        x = batch.x
+        seed_y, seed_z = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        q_y = tfd.Categorical(logits=self.classifier(x))                    # batch [B]
+        y = q_y.sample(num_samples, seed=seed_y)                            # [S, B]
+        n = tf.shape(x)[0]
+        features = tf.tile(self.encoder(x), [num_samples, 1])               # [S * B, F]
+        q_z = self.posterior_from_features(features, tf.reshape(y, [-1]))
+        z, log_q_z = q_z.experimental_sample_and_log_prob(seed=seed_z)     # [S * B, d]
+        latent = tf.concat([self.one_hot(y), tf.reshape(z, [num_samples, n, -1])], -1)
+        return latent, q_y.log_prob(y) + tf.reshape(log_q_z, [num_samples, n])
+
+    def log_joint(self, batch, z):
+        """log p(x, y, z) = log p(x|y, z) + log p(z) + log p(y) [S, B] for z as
+        `sample_posterior` returns it (one-hot y, then z)."""
+        k = self.num_classes
+        y = tf.argmax(z[..., :k], axis=-1, output_type=tf.int32)           # [S, B]
+        z = z[..., k:]
+        return (self.decode(z, y).log_prob(batch.x) + self.prior().log_prob(z)
+                - math.log(k))
 
     def log_prob(self, x, context=None, num_samples=1000, chunk_size=100, seed=None):
         """Importance-sampled log p(x) [batch], y summed out exactly (§2.6).
