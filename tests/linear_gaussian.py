@@ -17,6 +17,7 @@ from tfvae.distributions import families
 from tfvae.distributions import latents
 from tfvae.nn import networks
 from tfvae.models import VAE
+from tfvae.objectives.elbo import ELBO
 
 X_DIM, Z_DIM, SIGMA = 5, 2, 0.5
 
@@ -56,12 +57,14 @@ def head_values(a, c, scale_tril):
 
 
 def build(weight, bias, a, c, scale_tril, analytic_kl):
+    """The oracle VAE with posterior N(A x + c, L L^T), trained on `ELBO(analytic_kl=...)`."""
     kernel, head_bias = head_values(a, c, scale_tril)
     return build_model(weight, bias, latents.LatentLayer(families.FullCovarianceGaussian(Z_DIM)),
                        kernel, head_bias, analytic_kl=analytic_kl)
 
 
-def build_model(weight, bias, latent, head_kernel, head_bias, model_class=VAE, **kwargs):
+def build_model(weight, bias, latent, head_kernel, head_bias, model_class=VAE, analytic_kl=None,
+                **kwargs):
     """The oracle's decoder with any latent layer (posterior family, flow, prior).
 
     The encoder is the identity and the latent head linear, so q(z|x) is the
@@ -72,7 +75,12 @@ def build_model(weight, bias, latent, head_kernel, head_bias, model_class=VAE, *
       latent: a `LatentLayer` of size Z_DIM.
       head_kernel, head_bias: [X_DIM, latent.params_size] and [latent.params_size].
       model_class: `VAE` or a subclass (`VampVAE`, ...); **kwargs go to it.
+      analytic_kl: if not None, the model trains on `ELBO(analytic_kl=analytic_kl)`
+        (its `objective`; not with an `objective` in kwargs).
     """
+    if analytic_kl is not None:
+        assert "objective" not in kwargs, "pass analytic_kl or objective, not both"
+        kwargs["objective"] = ELBO(analytic_kl=analytic_kl)
     likelihood = families.Gaussian((X_DIM, 1, 1), scale=SIGMA)
     model = model_class(networks.MLP([], X_DIM), networks.MLP([], X_DIM), latent, likelihood,
                         seed=0, **kwargs)

@@ -86,7 +86,7 @@ def _own_estimates(workdir, num_samples):
     import zoo.vae  # noqa: F401  (registers the model's classes)
 
     model = keras.saving.load_model(workdir / "model.keras")
-    assert model.analytic_kl
+    assert model.training_objective.analytic_kl
     batch = next(iter(tfvae.data.datasets.make_dataset(
         "fashion_mnist", "test", 100, binarize="static", seed=tfvae.training.train.EVAL_BINARIZE_SEED,
         max_examples=100, download=False)))

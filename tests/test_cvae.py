@@ -13,6 +13,7 @@ from tfvae.distributions import families
 from tfvae.distributions import latents
 from tfvae.nn import networks
 from tfvae.models import cvae
+from tfvae.objectives.elbo import ELBO
 
 NUM_CLASSES = 3
 
@@ -37,7 +38,7 @@ def exact_conditional_model(weight, label_weight, bias, analytic_kl, family=None
     model = cvae.ConditionalVAE(
         networks.MLP([], lg.X_DIM), networks.MLP([], lg.X_DIM),
         latents.LatentLayer(family), families.Gaussian((lg.X_DIM, 1, 1), scale=lg.SIGMA),
-        num_classes=NUM_CLASSES, analytic_kl=analytic_kl, seed=0)
+        num_classes=NUM_CLASSES, objective=ELBO(analytic_kl=analytic_kl), seed=0)
     model.build((None, lg.X_DIM, 1, 1))
     set_exact_weights(model, weight, label_weight, bias, family)
     return model

@@ -20,6 +20,7 @@ from tfvae.hierarchy import resnet
 from tfvae.models import VAE
 from tfvae.models import guarded_step
 from tfvae.models import hvae
+from tfvae.objectives.elbo import ELBO
 
 tfd = tfp.distributions
 SHAPE = (4, 4, 1)
@@ -151,9 +152,10 @@ def test_layer_kls_sum_to_the_rate_and_is_uses_the_joint(stack, inference, iaf_s
 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_free_bits_clamp_each_layer_and_group_exactly(groups):
-    model = _model("ladder", latent_sizes=(4, 2), free_bits=0.3, free_bits_groups=groups)
+    model = _model("ladder", latent_sizes=(4, 2),
+                   objective=ELBO(free_bits=0.3, free_bits_groups=groups))
     values = model.objective(X, SEED)
-    outputs, _ = model.layer_terms(X, SEED)
+    outputs, _ = model.layer_terms(X, SEED, analytic=model.training_objective.analytic_kl)
     expected_rate = 0.0
     for o in outputs:
         q_loc, q_scale = base.normal_parts(o.q)
@@ -163,14 +165,15 @@ def test_free_bits_clamp_each_layer_and_group_exactly(groups):
         expected_rate += np.maximum(0.3, per_group).sum()
     assert float(values["loss"]) == pytest.approx(float(values["distortion"]) + expected_rate,
                                                   rel=1e-5)
-    huge = _model("ladder", latent_sizes=(4, 2), free_bits=50.0, free_bits_groups=groups)
+    huge = _model("ladder", latent_sizes=(4, 2),
+                  objective=ELBO(free_bits=50.0, free_bits_groups=groups))
     values = huge.objective(X, SEED)
     assert float(values["loss"]) == pytest.approx(float(values["distortion"]) + 50.0 * 2 * groups,
                                                   rel=1e-6)
 
 
 def test_kl_warmup_starts_at_zero_weight():
-    model = _model("ladder", kl_warmup_steps=10)
+    model = _model("ladder", objective=ELBO(kl_warmup_steps=10))
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     values = model.objective(X, SEED)
     assert float(values["beta"]) == 0.0
@@ -235,7 +238,7 @@ def test_resnet_stack_shapes_sampling_and_keras_round_trip(tmp_path, inference, 
                                context_channels=4, seed=2,
                                layers_per_resolution=layers_per_resolution, name="stack")
     assert stack.latent_shapes == shapes
-    model = hvae.HierarchicalVAE(stack, likelihood, free_bits=0.1, seed=0)
+    model = hvae.HierarchicalVAE(stack, likelihood, objective=ELBO(free_bits=0.1), seed=0)
     model(x[:1])
     model.compile(optimizer=keras.optimizers.Adamax(1e-3), jit_compile=False)
     model.train_step(tf.constant(x))                        # data-dependent init
@@ -393,8 +396,9 @@ def test_mlp_model_keras_round_trip_with_iaf_and_weight_norm(tmp_path):
 @pytest.mark.parametrize("kwargs, message", [
     (dict(inference="sideways"), "inference"),
     (dict(inference="ladder", iaf_steps=1), "bidirectional"),
-    (dict(inference="bidirectional", iaf_steps=1, free_bits_groups=2), "free_bits_groups"),
-    (dict(free_bits_groups=3), "free_bits_groups"),
+    (dict(inference="bidirectional", iaf_steps=1, objective=ELBO(free_bits_groups=2)),
+     "splits over latent dimensions.*Received: free_bits_groups=2"),
+    (dict(objective=ELBO(free_bits_groups=3)), "must divide.*Received: free_bits_groups=3"),
     (dict(max_grad_norm=-1.0), "max_grad_norm"),
 ])
 def test_invalid_arguments_are_named(kwargs, message):
@@ -429,10 +433,10 @@ def test_vanishing_free_bits_loss_is_the_negative_elbo(stack, inference):
     """
     make = _model if stack == "mlp" else _resnet_model
     free_bits = 1e-6
-    model = make(inference, free_bits=free_bits, free_bits_groups=2)
+    model = make(inference, objective=ELBO(free_bits=free_bits, free_bits_groups=2))
     x = tf.constant(X)
     values = model.objective(x, SEED)
-    outputs, _ = model.layer_terms(x, SEED)
+    outputs, _ = model.layer_terms(x, SEED, analytic=model.training_objective.analytic_kl)
     means = []
     for output in outputs:
         groups = base.kl_groups(output, 2)                                # [N, 2]

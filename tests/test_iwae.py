@@ -12,34 +12,38 @@ import scipy.special
 import tensorflow as tf
 
 from tests import linear_gaussian as lg
+from tfvae.models import VAE
 from tfvae.objectives import importance_weighted as objectives_iw
-from tfvae.models import iwae
+from zoo import iwae as iwae_entry
 
 
 def _models(exact=False, k=1):
-    """(VAE, IWAE) sharing the oracle's layers; a poor posterior unless `exact`."""
+    """(VAE, IWAE: a VAE on `IWAEBound(k)`) sharing the oracle's layers; a poor posterior
+    unless `exact`."""
     weight, bias, x = lg.problem(seed=1)
     a, c, scale_tril = lg.exact_posterior(weight, bias)
     if not exact:
         a, c, scale_tril = 0.6 * a, c + 0.3, 1.5 * scale_tril    # away from p(z|x)
     vae = lg.build(weight, bias, a, c, scale_tril, analytic_kl=False)
-    model = iwae.IWAE(vae.encoder, vae.decoder, vae.latent, vae.likelihood, k=k, seed=0)
+    model = VAE(vae.encoder, vae.decoder, vae.latent, vae.likelihood,
+                objective=objectives_iw.IWAEBound(k=k), seed=0)
     x_img = tf.constant(x.reshape(-1, lg.X_DIM, 1, 1), tf.float32)
     return vae, model, x_img, lg.exact_log_prob(weight, bias, x)
 
 
 def _bounds(model, x, k, m, seed):
     """m independent IWAE-k bounds per example [m, batch] (float64)."""
-    terms = model.compute_terms(x, tf.constant(seed, tf.int32), num_samples=k * m)
-    log_w = tf.reshape(terms["log_likelihood"] - terms["kl"], [m, k, -1])
+    terms = model.elbo_terms(x, tf.constant(seed, tf.int32), num_samples=k * m,
+                             analytic_kl=False)
+    log_w = tf.reshape(terms.log_likelihood - terms.kl, [m, k, -1])
     return scipy.special.logsumexp(log_w.numpy().astype(np.float64), axis=1) - np.log(k)
 
 
 def test_iwae_with_one_sample_is_the_elbo_of_the_same_seed():
     vae, model, x, _ = _models(k=1)
     for seed in ([1, 2], [7, 3]):
-        np.testing.assert_allclose(model.iwae_bound(x, seed=seed), vae.elbo(x, seed=seed),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(model.training_objective.bound(model, x, seed=seed),
+                                   vae.elbo(x, seed=seed), rtol=1e-6)
     values = model.objective(x, tf.constant([5, 6]))
     assert float(values["iwae"]) == pytest.approx(float(values["elbo"]), rel=1e-6)
     assert float(values["loss"]) == pytest.approx(-float(values["iwae"]))
@@ -83,13 +87,15 @@ def test_miwae_bound_is_the_mean_of_m_iwae_bounds():
 
 
 def test_iwae_arguments_are_validated():
-    vae, _, _, _ = _models()
-    parts = (vae.encoder, vae.decoder, vae.latent, vae.likelihood)
     with pytest.raises(ValueError, match="Received: k=0"):
-        iwae.IWAE(*parts, k=0)
+        objectives_iw.IWAEBound(k=0)
     with pytest.raises(ValueError, match="Received: m=2.5"):
-        iwae.IWAE(*parts, m=2.5)
+        objectives_iw.IWAEBound(m=2.5)
     with pytest.raises(ValueError, match="analytic_kl=True"):
-        iwae.IWAE(*parts, analytic_kl=True)
+        objectives_iw.IWAEBound(analytic_kl=True)
+    # The bound has no β (it weights a KL the bound does not contain): the objective has no
+    # such option, and the zoo entry refuses the one it inherits from `vae`.
+    with pytest.raises(TypeError, match="beta"):
+        objectives_iw.IWAEBound(beta=2.0)
     with pytest.raises(ValueError, match="beta=2.0"):
-        iwae.IWAE(*parts, beta=2.0)
+        iwae_entry.Config(beta=2.0)

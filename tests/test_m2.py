@@ -15,6 +15,7 @@ from tfvae.data import labelled as labelled_data
 from tfvae.distributions import latents
 from tfvae.nn import networks
 from tfvae.models import m2
+from tfvae.objectives.semi_supervised import SemiSupervisedBound
 from zoo import m2 as m2_entry
 
 K = test_cvae.NUM_CLASSES
@@ -24,7 +25,7 @@ def _tiny_m2(alpha=2.0):
     model = m2.M2(networks.MLP([8], 8), networks.MLP([8], 16),
                   latents.LatentLayer(families.DiagonalGaussian(3)),
                   families.Bernoulli((4, 4, 1)), classifier=networks.MLP([8], K),
-                  num_classes=K, alpha=alpha, seed=0)
+                  num_classes=K, objective=SemiSupervisedBound(alpha), seed=0)
     model.build((None, 4, 4, 1))
     return model
 
@@ -120,7 +121,7 @@ def test_classifier_beats_chance_on_digits_with_100_labels():
     batch = next(iter(train_ds))
     assert batch["labelled"]["image"].shape == (64, 8, 8, 1)
     model = m2_entry.build_model(config, data_lib.info("digits"))
-    assert model.alpha == pytest.approx(0.1 * 1297 / 100)        # Kingma et al.'s alpha = 0.1 N
+    assert model.training_objective.alpha == pytest.approx(0.1 * 1297 / 100)        # Kingma et al.'s alpha = 0.1 N
     model(batch["unlabelled"]["image"])
     # Without XLA: compiling the K-fold tiled step costs more than 200 small steps here.
     model.compile(optimizer="adam", jit_compile=False, steps_per_execution=20)
@@ -151,6 +152,7 @@ def test_m1_features_are_posterior_draws_for_training_and_means_held_out(m1_work
     config = m2_entry.Config(dataset="digits", num_labels=100, batch_size=64,
                              m1_workdir=m1_workdir)
     config.validate()
+    config.check_inputs()             # the M1 workdir matches (dataset, binarization)
     assert config.dataset_info().image_shape == (1, 1, 6)
     m1 = config.m1()
     train_ds, _, test_ds = config.datasets()
@@ -199,7 +201,7 @@ def test_m1_plus_m2_trains_and_classifies_digits(m1_workdir, tmp_path):
 @pytest.mark.parametrize("field, value", [("dataset", "fashion_mnist"), ("binarize", "none")])
 def test_m1_of_another_dataset_or_binarization_is_refused(m1_workdir, field, value):
     with pytest.raises(ValueError, match=field):
-        m2_entry.Config(**{"dataset": "digits", "m1_workdir": m1_workdir, field: value}).validate()
+        m2_entry.Config(**{"dataset": "digits", "m1_workdir": m1_workdir, field: value}).check_inputs()
 
 
 def test_held_out_accuracy_is_per_example_with_a_smaller_last_batch():

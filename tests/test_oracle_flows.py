@@ -160,8 +160,8 @@ def _perturbed_flow_posterior(name, seed=0):
 
 def _log_weights(model, x, num_samples, seed):
     """log p(x, z) - log q(z|x) at z ~ q [samples, n] (the Monte-Carlo ELBO terms)."""
-    terms = model.compute_terms(_images(x), seed, num_samples)
-    return (terms["log_likelihood"] - terms["kl"]).numpy().astype(np.float64)
+    terms = model.elbo_terms(_images(x), seed, num_samples, analytic_kl=False)
+    return (terms.log_likelihood - terms.kl).numpy().astype(np.float64)
 
 
 def _check_is_converges(model, x, exact, label, k_large=K_LARGE):

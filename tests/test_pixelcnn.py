@@ -15,6 +15,7 @@ from tfvae.distributions import latents
 from tfvae.nn import networks
 from tfvae.nn import pixelcnn
 from tfvae.models import pixel_vae
+from tfvae.objectives.elbo import ELBO
 
 
 def test_masks_by_hand():
@@ -102,7 +103,7 @@ def _tiny_pixel_vae():
     model = pixel_vae.PixelVAE(
         networks.MLP([16], 16), networks.ConvDecoder((8, 8, 1), (4,), 2),
         latents.LatentLayer(families.DiagonalGaussian(4)), families.Bernoulli((8, 8, 1)),
-        pixelcnn=net, free_bits=0.5, free_bits_groups=2, seed=0)
+        pixelcnn=net, objective=ELBO(free_bits=0.5, free_bits_groups=2), seed=0)
     model.build((None, 8, 8, 1))
     return model
 

@@ -22,6 +22,7 @@ from tfvae.models import FlowDensity
 from tfvae.models import VAE
 from tfvae.models import cvae
 from tfvae.models import hvae
+from tfvae.objectives.elbo import ELBO
 
 SHAPE = (4, 4, 1)
 RNG = np.random.default_rng(2)
@@ -34,7 +35,7 @@ def _vae(family=None, flow=None):
     likelihood = families.Bernoulli(SHAPE)
     latent = latents.LatentLayer(family or families.DiagonalGaussian(3), flow=flow)
     model = VAE(networks.MLP([8], 8), networks.MLP([8], likelihood.params_size), latent,
-                likelihood, analytic_kl=flow is None, seed=0)
+                likelihood, objective=ELBO(analytic_kl=flow is None), seed=0)
     model.build((None, *SHAPE))
     return model, Batch(tf.constant(X))
 

@@ -11,8 +11,8 @@ about (d - 1) log N). Monte-Carlo KL; everything else as `vae`.
 
 import dataclasses
 
+from tfvae.models import VAE
 from tfvae.objectives import disentanglement
-from tfvae.models import beta_tcvae
 from tfvae import validation
 from zoo import vae
 
@@ -36,21 +36,25 @@ class Config(vae.Config):
     dataset_size: int = 0
 
     def validate(self):
-        super().validate()
-        validation.one_of("estimator", self.estimator, disentanglement.ESTIMATORS)
         validation.at_least("dataset_size", self.dataset_size, 0)
-        for name in ("alpha", "gamma"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}")
+        super().validate()
+        validation.unused_at_default(self, ("kl_warmup_steps", "free_bits", "free_bits_groups"),
+                                     "the β-TC objective")
+
+    def objective(self, dataset_size=None):
+        """The `BetaTC` objective; N = `dataset_size`, else the config's or a placeholder
+        (the model gets the training split's size from `build_model`)."""
+        return disentanglement.BetaTC(
+            alpha=self.alpha, beta=self.beta, gamma=self.gamma,
+            dataset_size=dataset_size or self.dataset_size or 1, estimator=self.estimator,
+            analytic_kl=self.analytic_kl)
 
 
 def build_model(config, info):
     """The β-TCVAE for `config`; N from the config or the training split's size."""
     dataset_size = config.dataset_size or config.max_train_examples or info.splits["train"]
-    return beta_tcvae.BetaTCVAE(
-        *vae.build_parts(config, info), alpha=config.alpha, gamma=config.gamma,
-        dataset_size=dataset_size, estimator=config.estimator, **vae.elbo_options(config),
-        name="beta_tcvae")
+    return VAE(*vae.build_parts(config, info), objective=config.objective(dataset_size),
+               seed=config.seed, name="beta_tcvae")
 
 
 if __name__ == "__main__":

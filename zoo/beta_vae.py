@@ -10,7 +10,8 @@ C(t)|, C(t) rising linearly from 0 to C nats over `--capacity_steps` steps
 
 import dataclasses
 
-from tfvae.models import beta_vae
+from tfvae.models import VAE
+from tfvae.objectives import disentanglement
 from tfvae import validation
 from zoo import vae
 
@@ -32,19 +33,23 @@ class Config(vae.Config):
 
     def validate(self):
         super().validate()
-        if not self.capacity_max >= 0:
-            raise ValueError(f"`capacity_max` must be >= 0. Received: capacity_max={self.capacity_max!r}")
-        if not self.gamma > 0:
-            raise ValueError(f"`gamma` must be > 0. Received: gamma={self.gamma!r}")
-        validation.at_least("capacity_steps", self.capacity_steps, 1)
+        if self.capacity_max:
+            validation.unused_at_default(
+                self, ("beta", "kl_warmup_steps", "free_bits", "free_bits_groups"),
+                "capacity annealing (it replaces β, warm-up and free bits)")
+
+    def objective(self):
+        """The ELBO with β, or with `capacity_max` > 0 the `CapacityELBO`."""
+        if not self.capacity_max:
+            return vae.elbo_objective(self)
+        return disentanglement.CapacityELBO(self.capacity_max, self.capacity_steps, self.gamma,
+                                            analytic_kl=self.analytic_kl)
 
 
 def build_model(config, info):
-    """The β-VAE for `config`: the reference VAE's parts (`vae.build_parts`)."""
-    return beta_vae.BetaVAE(
-        *vae.build_parts(config, info), capacity_max=config.capacity_max,
-        capacity_steps=config.capacity_steps, gamma=config.gamma, **vae.elbo_options(config),
-        name="beta_vae")
+    """The β-VAE for `config`: the reference VAE's parts with `config.objective()`."""
+    return VAE(*vae.build_parts(config, info), objective=config.objective(), seed=config.seed,
+               name="beta_vae")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from absl import flags
 from absl import logging
 
 from tfvae.training import train
+from tfvae import validation
 
 FLAGS = flags.FLAGS
 
@@ -34,8 +35,11 @@ def _field_help(config_cls):
     return helps
 
 
-def preset(base, name, **defaults):
+def preset(base, name, module=None, **defaults):
     """A subclass of the config dataclass `base` with other defaults (a zoo preset).
+
+    `name` is the entry's (or preset's) name; the class belongs to the module
+    `module` (default "zoo.<name>"), which its config.json records as the entry.
 
     Raises:
       ValueError: a default names a field `base` does not have.
@@ -46,7 +50,8 @@ def preset(base, name, **defaults):
         raise ValueError(f"{base.__name__} has no field(s) {unknown}.")
     return dataclasses.make_dataclass(
         name, [(k, hints[k], dataclasses.field(default=v)) for k, v in defaults.items()],
-        bases=(base,), namespace={"__doc__": f"{name}: {base.__name__} with {defaults}."})
+        bases=(base,), namespace={"__doc__": f"{name}: {base.__name__} with {defaults}.",
+                                  "__module__": module or f"zoo.{name}"})
 
 
 def define_flags(config_cls):
@@ -73,11 +78,21 @@ def define_flags(config_cls):
             raise TypeError(f"Config field {field.name} has unsupported type {kind}")
 
 
-def config_from_flags(config_cls):
-    """Builds `config_cls` from the parsed flags (validated by the dataclass)."""
+def config_from_flags(config_cls, presets=None):
+    """Builds the config from the parsed flags (validated by the dataclass).
+
+    Flags given on the command line override the defaults of `config_cls`,
+    or, for an entry with `presets` ({name: Config class}, selected by the
+    config's `preset` field), of the class `--preset` names.
+    """
+    if presets:
+        validation.one_of("preset", FLAGS.preset, tuple(presets))
+        config_cls = presets[FLAGS.preset]
     hints = typing.get_type_hints(config_cls)
     values = {}
     for field in dataclasses.fields(config_cls):
+        if not FLAGS[field.name].present:
+            continue                      # the (preset's) default
         value = FLAGS[field.name].value
         if tuple in (hints[field.name], typing.get_origin(hints[field.name])):
             try:
@@ -95,15 +110,16 @@ def main_for(module_name):
 
 
 def main(entry_module):
-    """Runs `entry_module` (defining `Config` and `build_model`) from the command line."""
+    """Runs `entry_module` from the command line (see `zoo` for what an entry defines)."""
     define_flags(entry_module.Config)
+    presets = vars(entry_module).get("PRESETS")
 
     def _main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         logging.set_verbosity(logging.INFO)
         try:
-            config = config_from_flags(entry_module.Config)
+            config = config_from_flags(entry_module.Config, presets)
         except ValueError as e:
             raise app.UsageError(str(e)) from None
         train.run(config, entry_module.build_model, FLAGS.workdir)

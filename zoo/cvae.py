@@ -31,7 +31,7 @@ def build_model(config, info):
         raise ValueError(f"`cvae` needs a labelled dataset. Received: dataset={info.name!r} "
                          f"(num_classes={info.num_classes})")
     return cvae.ConditionalVAE(*vae.build_parts(config, info), num_classes=info.num_classes,
-                               **vae.elbo_options(config), name="cvae")
+                               objective=config.objective(), seed=config.seed, name="cvae")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def build_model(config, info):
         encoder, decoder, latent, likelihood, temperature=config.temperature,
         min_temperature=config.min_temperature, anneal_rate=config.anneal_rate,
         straight_through=config.straight_through, kl_estimator=config.kl_estimator,
-        beta=config.beta, free_bits=config.free_bits, seed=config.seed, name="gumbel_vae")
+        objective=vae.elbo_objective(config, analytic_kl=False), seed=config.seed,
+        name="gumbel_vae")
 
 
 if __name__ == "__main__":

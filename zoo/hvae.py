@@ -24,6 +24,7 @@ from tfvae.hierarchy import base
 from tfvae.hierarchy import mlp
 from tfvae.models import hvae
 from tfvae import validation
+from zoo import vae
 
 
 @dataclasses.dataclass
@@ -86,10 +87,8 @@ def build_model(config, info):
                          iaf_steps=config.iaf_steps, iaf_hidden_units=config.iaf_hidden_units,
                          iaf_context_size=config.iaf_context_size, seed=config.seed, name="stack")
     return hvae.HierarchicalVAE(
-        stack, likelihood, analytic_kl=config.analytic_kl, beta=config.beta,
-        kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-        free_bits_groups=config.free_bits_groups, max_grad_norm=config.max_grad_norm,
-        seed=config.seed, name="hvae")
+        stack, likelihood, objective=vae.elbo_objective(config),
+        max_grad_norm=config.max_grad_norm, seed=config.seed, name="hvae")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ standard ELBO (comparable across entries), `iwae` the bound being trained.
 
 import dataclasses
 
+from tfvae.models import VAE
 from tfvae.objectives import importance_weighted as objectives_iw
-from tfvae.models import iwae
+from tfvae import validation
 from zoo import vae
 
 
@@ -29,14 +30,19 @@ class Config(vae.Config):
     m: int = 1
 
     def validate(self):
-        super().validate()
         objectives_iw.check_counts(self.k, self.m)
+        super().validate()
+        validation.unused_at_default(
+            self, ("beta", "kl_warmup_steps", "free_bits", "free_bits_groups"), "the IWAE bound")
+
+    def objective(self):
+        return objectives_iw.IWAEBound(self.k, self.m, analytic_kl=self.analytic_kl)
 
 
 def build_model(config, info):
-    """The (M)IWAE for `config`: the reference VAE's parts (`vae.build_parts`)."""
-    return iwae.IWAE(*vae.build_parts(config, info), k=config.k, m=config.m,
-                     **vae.elbo_options(config), name="iwae")
+    """The (M)IWAE for `config`: the reference VAE's parts with the `IWAEBound` objective."""
+    return VAE(*vae.build_parts(config, info), objective=config.objective(), seed=config.seed,
+               name="iwae")
 
 
 if __name__ == "__main__":

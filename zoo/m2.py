@@ -35,6 +35,7 @@ from zoo import m1_features
 from tfvae.nn import networks
 from tfvae.training import train
 from tfvae.models import m2
+from tfvae.objectives import semi_supervised
 from tfvae import validation
 from zoo import workdirs
 
@@ -78,6 +79,10 @@ class Config(train.TrainConfig):
                              f"Received: hidden_units={self.hidden_units!r}")
         if not self.alpha_factor >= 0:
             raise ValueError(f"`alpha_factor` must be >= 0. Received: alpha_factor={self.alpha_factor!r}")
+
+    def check_inputs(self):
+        """The M1 workdir must hold a run on the same dataset and binarization."""
+        super().check_inputs()
         if self.m1_workdir:
             m1_config = workdirs.read_config(self.m1_workdir, "m1_workdir")
             for key in ("dataset", "binarize"):
@@ -110,14 +115,18 @@ class Config(train.TrainConfig):
             self.dataset, self.num_labels, self.batch_size, seed=self.seed,
             binarize=self.binarize, data_dir=self.data_dir or None, download=self.download,
             max_examples=self.max_train_examples or None)
-        if self.m1_workdir:
+        if self.m1_workdir:      # the held-out splits are features already (`held_out_dataset`)
             m1 = self.m1()
             unlabelled = m1_features.to_features(unlabelled, m1, sample=True, seed=self.seed)
             labelled = m1_features.to_features(labelled, m1, sample=True, seed=self.seed,
                                                stream="m1_labelled_features")
-            validation, test = (m1_features.to_features(d, m1, sample=False)
-                                for d in (validation, test))
         return labelled_data.semi_supervised_dataset(unlabelled, labelled), validation, test
+
+    def held_out_dataset(self, split, batch_size=None, max_examples=None):
+        """The held-out images, or with an M1 their M1 features (posterior means)."""
+        dataset = super().held_out_dataset(split, batch_size, max_examples)
+        return m1_features.to_features(dataset, self.m1(), sample=False) if self.m1_workdir \
+            else dataset
 
 
 def build_model(config, info):
@@ -138,7 +147,9 @@ def build_model(config, info):
     latent = latents.LatentLayer(families.DiagonalGaussian(config.latent_size), name="latent")
     alpha = config.alpha_factor * config.num_train_examples() / config.num_labels
     return m2.M2(encoder, decoder, latent, likelihood, classifier=classifier,
-                 num_classes=info.num_classes, alpha=alpha, seed=config.seed, name="m2")
+                 num_classes=info.num_classes,
+                 objective=semi_supervised.SemiSupervisedBound(alpha), seed=config.seed,
+                 name="m2")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from tfvae.nn import pixelcnn
 from tfvae.training import train
 from tfvae.models import pixel_vae
 from tfvae import validation
+from zoo import vae
 
 
 @dataclasses.dataclass
@@ -79,9 +80,8 @@ def build_model(config, info):
                             kernel_size=config.kernel_size,
                             first_kernel_size=config.first_kernel_size, name="pixelcnn")
     return pixel_vae.PixelVAE(encoder, decoder, latent, families.Bernoulli(image_shape),
-                              pixelcnn=net, free_bits=config.free_bits,
-                              free_bits_groups=config.free_bits_groups, seed=config.seed,
-                              name="pixel_vae")
+                              pixelcnn=net, objective=vae.elbo_objective(config),
+                              seed=config.seed, name="pixel_vae")
 
 
 if __name__ == "__main__":

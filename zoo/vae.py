@@ -24,6 +24,7 @@ from tfvae.flows import iaf
 from tfvae.flows import planar
 from tfvae.flows import sylvester
 from tfvae.models import VAE
+from tfvae.objectives.elbo import ELBO
 from tfvae import validation
 
 NETWORKS = ("mlp", "conv")
@@ -107,6 +108,11 @@ class Config(train.TrainConfig):
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")
+        self.objective()            # its options are checked before anything is written
+
+    def objective(self):
+        """The training objective of these options (the ELBO; variants return theirs)."""
+        return elbo_objective(self)
 
 
 def build_networks(config, image_shape, params_size, params_per_pixel):
@@ -159,11 +165,18 @@ Parts = collections.namedtuple("Parts", ["encoder", "decoder", "latent", "likeli
 """The reference VAE's parts, which the variants' entries assemble into their models."""
 
 
-def elbo_options(config):
-    """The ELBO options of `config` as keyword arguments of `VAE` and its subclasses."""
-    return dict(analytic_kl=config.analytic_kl, beta=config.beta,
-                kl_warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-                free_bits_groups=config.free_bits_groups, seed=config.seed)
+ELBO_FIELDS = ("analytic_kl", "beta", "kl_warmup_steps", "free_bits", "free_bits_groups")
+
+
+def elbo_objective(config, **fixed):
+    """The `ELBO` objective of the ELBO options (`ELBO_FIELDS`) an entry's config has.
+
+    Options the config lacks keep `ELBO`'s defaults, or take `fixed`; every
+    entry that trains on the ELBO builds its objective here.
+    """
+    names = {field.name for field in dataclasses.fields(config)}
+    options = {name: getattr(config, name) for name in ELBO_FIELDS if name in names}
+    return ELBO(**{**options, **fixed})
 
 
 def build_parts(config, info):
@@ -184,7 +197,8 @@ def build_parts(config, info):
 
 def build_model(config, info):
     """The VAE for `config` on images of `info.image_shape`."""
-    return VAE(*build_parts(config, info), **elbo_options(config), name="vae")
+    return VAE(*build_parts(config, info), objective=elbo_objective(config), seed=config.seed,
+               name="vae")
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ def build_model(config, info):
     parts = vae.build_parts(config, info)
     prior = vamp.VampPrior(config.num_pseudo_inputs, tuple(info.image_shape), seed=config.seed,
                            name="vamp_prior")
-    return vamp_vae.VampVAE(*parts, vamp_prior=prior, **vae.elbo_options(config),
-                            name="vamp_vae")
+    return vamp_vae.VampVAE(*parts, vamp_prior=prior, objective=config.objective(),
+                            seed=config.seed, name="vamp_vae")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@ flow density model and every variant:
 The protocol a model class implements (shapes for a batch of B examples):
 
   - `objective(data, seed, training=False)` -> {"loss": scalar, "elbo":
-    scalar, ...}: the training objective and its named terms;
+    scalar, ...}: the training objective and its named terms. A model that
+    trains on an `Objective` object (`tfvae.objectives`) takes it as its
+    `objective` argument (`use_objective`) and implements
+    `objective_terms(batch, seed, num_samples, analytic_kl, training)` ->
+    `objectives.base.Terms` and `kl_support()` -> `KLSupport`; the base's
+    `objective` then hands the terms to the object. (A flow density, whose
+    objective is its exact likelihood, overrides `objective` instead.)
   - `sample_posterior(batch, num_samples, seed)` -> (z [S, B, D], log q(z|x)
     [S, B]): draws from the (amortized) posterior, z flattened per example;
   - `log_joint(batch, z)` -> log p(x, z) [S, B] for z as `sample_posterior`
@@ -44,6 +50,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as objectives
 from tfvae import streams
 from tfvae.models import guarded_step
@@ -93,6 +100,7 @@ class LatentVariableModel(keras.Model):
         self.eval_seed_generator = keras.random.SeedGenerator(
             None if seed is None else seed + 1, name="eval_seed")
         self._trackers = {}          # the objective's terms: `track_metrics`
+        self.training_objective = None   # an `Objective`, set by `use_objective`
         self._step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
                                "grad_norm": keras.metrics.Mean(name="grad_norm")}
 
@@ -113,7 +121,33 @@ class LatentVariableModel(keras.Model):
         del data
         return None
 
+    def use_objective(self, objective, *extra_metrics):
+        """Takes `objective` (an `Objective` or its config) as the model's training objective.
+
+        Called at the end of a subclass' constructor (the model must be
+        able to answer `kl_support()`): the objective checks that it can be
+        honoured on this model (`Objective.bind`), and a metric tracker is
+        added per term it reports, then per `extra_metrics` name (terms the
+        model adds in `Terms.extras`).
+        """
+        objective = objective_base.deserialize(objective)
+        objective.bind(self)
+        self.training_objective = objective
+        self.track_metrics(*objective.metric_names, *extra_metrics)
+
     def objective(self, data, seed, training=False):
+        """The training objective's scalars for a batch ({"loss", "elbo", ...})."""
+        if self.training_objective is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} neither took an `Objective` nor overrides `objective`.")
+        return self.training_objective(self, self.as_batch(data), seed, training)
+
+    def objective_terms(self, batch, seed, num_samples=1, analytic_kl=True, training=False):
+        """`objectives.base.Terms` of a batch at `num_samples` posterior draws."""
+        raise NotImplementedError
+
+    def kl_support(self):
+        """`objectives.base.KLSupport`: which KL estimators and free-bits groups the model offers."""
         raise NotImplementedError
 
     def sample_posterior(self, batch, num_samples, seed):
@@ -267,12 +301,15 @@ class LatentVariableModel(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
-        """The objective on held-out data; per-example averages (a smaller last batch weighs less)."""
+        """The objective on held-out data; per-example averages (a smaller last batch weighs less).
+
+        Nothing is skipped here: a non-finite batch makes the epoch's held-out
+        metrics non-finite, so a diverged model can never look like a good one.
+        """
         batch = self.read_batch(data)
         values = self.objective(batch, self.eval_seed(None))
         batch_size = tf.shape(batch.x)[0]
-        guarded_step.update_metrics(self._all_trackers(), values,
-                                    tf.math.is_finite(values["loss"]), batch_size)
+        guarded_step.update_metrics(self._all_trackers(), values, tf.constant(True), batch_size)
         return {m.name: m.result() for m in self.metrics if m.name not in TRAINING_ONLY}
 
     # ------------------------------------------------------------ serialization
@@ -283,7 +320,10 @@ class LatentVariableModel(keras.Model):
         self.build(tuple(config["input_shape"]))
 
     def get_config(self):
-        return {**super().get_config(), "max_grad_norm": self.max_grad_norm, "seed": self.seed}
+        config = {**super().get_config(), "max_grad_norm": self.max_grad_norm, "seed": self.seed}
+        if self.training_objective is not None:
+            config["objective"] = objective_base.serialize(self.training_objective)
+        return config
 
     @classmethod
     def from_config(cls, config):

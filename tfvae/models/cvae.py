@@ -46,7 +46,7 @@ class ConditionalVAE(vae.VAE):
       latent: `LatentLayer` whose head reads [batch, F + num_classes].
       likelihood: likelihood family with event shape (H, W, C).
       num_classes: number of label classes K >= 2.
-      **kwargs: the other `VAE` arguments (beta, free bits, seed, ...).
+      **kwargs: the other `VAE` arguments (objective, seed, ...).
     """
 
     def __init__(self, encoder, decoder, latent, likelihood, *, num_classes, **kwargs):

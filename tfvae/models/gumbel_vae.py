@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from tfvae.distributions import discrete_latents
+from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as objectives
 from tfvae.models import vae
 
@@ -46,17 +47,18 @@ class GumbelVAE(vae.VAE):
       straight_through: feed the decoder the one-hot argmax (forward) with the
         relaxed sample's gradient.
       kl_estimator: "discrete" or "relaxed" (see the module docstring).
-      **kwargs: other `VAE` arguments (beta, kl_warmup_steps, free_bits with
-        one group, seed, ...); `analytic_kl` must stay False.
+      objective: an objective on the relaxed terms with the Monte-Carlo KL
+        (None: `ELBO(analytic_kl=False)`; β, warm-up and free bits with one
+        group are its options).
+      **kwargs: other `VAE` arguments (seed, ...).
     """
 
     def __init__(self, encoder, decoder, latent, likelihood, *, temperature=1.0,
                  min_temperature=0.5, anneal_rate=3e-4, straight_through=False,
-                 kl_estimator="discrete", analytic_kl=False, **kwargs):
-        if analytic_kl:
-            raise ValueError("A categorical posterior has no Gaussian closed-form KL; the "
-                             "training KL is chosen by `kl_estimator`. Received: analytic_kl=True")
-        super().__init__(encoder, decoder, latent, likelihood, analytic_kl=False, **kwargs)
+                 kl_estimator="discrete", objective=None, **kwargs):
+        super().__init__(encoder, decoder, latent, likelihood,
+                         objective=objectives.ELBO(analytic_kl=False) if objective is None
+                         else objective, **kwargs)
         if not isinstance(self.latent.posterior_family, discrete_latents.RelaxedCategorical) or (
                 not isinstance(self.latent.prior_layer, discrete_latents.UniformCategoricalPrior)):
             raise ValueError("`latent` must have a RelaxedCategorical posterior and a "
@@ -74,7 +76,6 @@ class GumbelVAE(vae.VAE):
         self.anneal_rate = float(anneal_rate)
         self.straight_through = bool(straight_through)
         self.kl_estimator = kl_estimator
-        self.track_metrics("temperature")
 
     def current_temperature(self):
         """tau at the optimizer's current step (tau_0 before compiling)."""
@@ -95,9 +96,22 @@ class GumbelVAE(vae.VAE):
                            [-1, self.latent.latent_size])
         return {"loc": probs, "scale": tf.sqrt(probs * (1.0 - probs))}
 
-    def objective(self, data, seed, training=False):
-        """The relaxed training objective for x [batch, H, W, C], plus the temperature."""
-        x = self.as_batch(data).x
+    def extra_metric_names(self):
+        return ("temperature",)
+
+    def kl_support(self):
+        """No closed-form or per-dimension KL: the training KL is chosen by `kl_estimator`."""
+        return objective_base.KLSupport(analytic=False, per_dimension=False,
+                                        group_sizes=(self.latent.latent_size,), max_samples=1)
+
+    def objective_terms(self, batch, seed, num_samples=1, analytic_kl=False, training=False):
+        """The relaxed bound's terms for x [B, H, W, C] (one relaxed draw per example), with
+        the temperature in `extras`; `elbo` and `log_prob` use the exact discrete model."""
+        del analytic_kl, training  # the KL estimator is `kl_estimator`
+        if num_samples != 1:
+            raise ValueError("The relaxed bound takes one relaxed draw per example. "
+                             f"Received: num_samples={num_samples}")
+        x = self.as_batch(batch).x
         family = self.latent.posterior_family
         tau = self.current_temperature()
         params = self.latent(self.encoder(x))                        # [batch, N * K]
@@ -111,13 +125,8 @@ class GumbelVAE(vae.VAE):
             kl = objectives.kl_divergence(family.make(params), self.latent.prior())  # [batch]
         else:
             kl = q_relaxed.log_prob(log_y) - self.latent.prior_layer.relaxed(tau).log_prob(log_y)
-        beta = self.kl_weight()
-        out = objectives.elbo_loss(log_likelihood, kl, beta=beta,
-                                   kl_groups=kl[..., tf.newaxis] if self.free_bits else None,
-                                   free_bits=self.free_bits)
-        out["beta"] = tf.cast(beta, out["loss"].dtype)
-        out["temperature"] = tf.cast(tau, out["loss"].dtype)
-        return out
+        return objective_base.Terms(log_likelihood, kl, lambda groups: kl[..., tf.newaxis],
+                                    extras={"temperature": tf.cast(tau, log_likelihood.dtype)})
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature,

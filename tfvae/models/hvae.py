@@ -3,11 +3,12 @@
 `HierarchicalVAE` wires a stack (`tfvae.hierarchy.MLPStack` or
 `ResNetStack`: the cells of p(z_L) p(z_{L-1}|z_L) ... p(x|z_1) and the
 chosen inference) to a likelihood family. As a `LatentVariableModel` it adds
-only its math: the objective, the posterior draws of all layers with their
-log-density, the joint log p(x, z_1..L), `elbo`, `sample`, `encode`/`decode`.
-The ELBO is `objectives.elbo_loss` with the total rate = sum of the
-layers' KL terms; free bits apply per layer (and per group within a layer,
-§2.8.1); per-layer rates are the metrics `rate_0` (z_1) ... `rate_{L-1}`.
+only its math: the objective's terms, the posterior draws of all layers
+with their log-density, the joint log p(x, z_1..L), `elbo`, `sample`,
+`encode`/`decode`. Its objective (an `ELBO` by default) sees the total rate
+= sum of the layers' KL terms; free bits apply per layer (and per group
+within a layer, §2.8.1); per-layer rates are the metrics `rate_0` (z_1) ...
+`rate_{L-1}`.
 The importance-sampled log p(x) uses the joint of all layers,
 
     log p(x) ~= log (1/K) sum_k p(x, z_1..L^k) / q(z_1..L^k | x),
@@ -16,11 +17,11 @@ with log p(x, z)/q(z|x) = log p(x|z) - sum_l [log q_l(z_l) - log p_l(z_l)].
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae.distributions import families
-from tfvae.objectives import elbo as objectives
+from tfvae.objectives import base as objective_base
+from tfvae.objectives import elbo as elbo_objectives
 from tfvae.hierarchy import base
 from tfvae.models import base as base_model
 
@@ -43,17 +44,14 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         `infer` / `generate` give the layers' `LayerOutput`s and the
         likelihood parameters [N, likelihood.params_size].
       likelihood: family of p(x|z) with event shape (H, W, C).
-      analytic_kl: closed-form per-layer KLs where the stack allows it.
-      beta: weight of the rate term.
-      kl_warmup_steps: linear KL warm-up over this many steps (§2.8.1).
-      free_bits: lambda in nats per group (0 disables); groups are the
-        layers, or `free_bits_groups` contiguous groups within each layer.
-      free_bits_groups: groups per layer (> 1 needs layers without IAF).
+      objective: the training objective (None: `ELBO()`): its analytic KL
+        means closed-form per-layer KLs where the stack allows it; its free
+        bits groups are the layers, or `free_bits_groups` contiguous groups
+        within each layer (> 1 needs layers without IAF).
       max_grad_norm, seed: as in `LatentVariableModel`.
     """
 
-    def __init__(self, stack, likelihood, *, analytic_kl=True, beta=1.0, kl_warmup_steps=0,
-                 free_bits=0.0, free_bits_groups=1, **kwargs):
+    def __init__(self, stack, likelihood, *, objective=None, **kwargs):
         likelihood = base_model.deserialize(likelihood)
         if not isinstance(likelihood, families.Family):
             raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
@@ -62,32 +60,18 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         self.likelihood = likelihood
         if not hasattr(self.stack, "infer") or not hasattr(self.stack, "generate"):
             raise ValueError(f"`stack` must be a hierarchy stack. Received: stack={stack!r}")
-        if not float(beta) >= 0:
-            raise ValueError(f"`beta` must be >= 0. Received: beta={beta!r}")
-        if not isinstance(kl_warmup_steps, (int, np.integer)) or kl_warmup_steps < 0:
-            raise ValueError(f"`kl_warmup_steps` must be an integer >= 0. "
-                             f"Received: kl_warmup_steps={kl_warmup_steps!r}")
-        if not float(free_bits) >= 0:
-            raise ValueError(f"`free_bits` must be >= 0. Received: free_bits={free_bits!r}")
-        sizes = [base.flat_size(s) for s in self.stack.latent_shapes]
-        if (not isinstance(free_bits_groups, (int, np.integer)) or free_bits_groups < 1
-                or any(size % free_bits_groups for size in sizes)):
-            raise ValueError(f"`free_bits_groups` must divide every layer's latent size {sizes}. "
-                             f"Received: free_bits_groups={free_bits_groups!r}")
-        if free_bits_groups > 1 and getattr(self.stack, "iaf_steps", 0):
-            raise ValueError("Free bits per group within a layer need layers without IAF "
-                             f"(no per-dimension KL). Received: free_bits_groups={free_bits_groups}")
+        self.sizes = tuple(base.flat_size(shape) for shape in self.stack.latent_shapes)
         if tuple(self.stack.image_shape) != self.image_shape:
             raise ValueError(f"The stack's image_shape {tuple(self.stack.image_shape)} differs "
                              f"from the likelihood's {self.image_shape}.")
-        self.analytic_kl = bool(analytic_kl)
-        self.beta = float(beta)
-        self.kl_warmup_steps = int(kl_warmup_steps)
-        self.free_bits = float(free_bits)
-        self.free_bits_groups = int(free_bits_groups)
-        self.num_layers = len(sizes)
-        self.track_metrics("loss", "elbo", "rate", "distortion", "beta",
+        self.num_layers = len(self.sizes)
+        self.use_objective(elbo_objectives.ELBO() if objective is None else objective,
                            *(f"rate_{l}" for l in range(self.num_layers)))
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs written before objectives were objects hold the ELBO's options.
+        return cls(**elbo_objectives.from_legacy_config(config))
 
     def build(self, input_shape):
         self.check_shape(tuple(input_shape))
@@ -104,9 +88,8 @@ class HierarchicalVAE(base_model.LatentVariableModel):
     def _params_to_likelihood(self, params):
         return self.likelihood.make(tf.reshape(params, [-1, self.likelihood.params_size]))
 
-    def layer_terms(self, x, seed, analytic=None, training=False):
+    def layer_terms(self, x, seed, analytic=True, training=False):
         """One posterior pass: (list of `LayerOutput` z_1..z_L, log p(x|z) [N])."""
-        analytic = self.analytic_kl if analytic is None else analytic
         outputs, params = self.stack.infer(x, seed, analytic=analytic, training=training)
         return outputs, self._params_to_likelihood(params).log_prob(x)
 
@@ -134,9 +117,8 @@ class HierarchicalVAE(base_model.LatentVariableModel):
     def _split_latents(self, z):
         """z [N, D] (flattened, concatenated) -> list of z_l [N, *latent_shapes[l]]."""
         n = tf.shape(z)[0]
-        sizes = [base.flat_size(s) for s in self.stack.latent_shapes]
         return [tf.reshape(part, [n, *shape]) for part, shape in
-                zip(tf.split(z, sizes, axis=-1), self.stack.latent_shapes)]
+                zip(tf.split(z, list(self.sizes), axis=-1), self.stack.latent_shapes)]
 
     @_plain_python
     def decode(self, z, context=None):
@@ -204,25 +186,28 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         return super().log_prob(x, context, num_samples, chunk_size, seed)
 
     # ---------------------------------------------------------------- objective
-    def kl_weight(self):
-        return self.beta * objectives.linear_warmup(self.optimizer_step(), self.kl_warmup_steps)
+    def kl_support(self):
+        """Closed-form KLs where the stack's layers allow them; per-dimension KLs for layers
+        without IAF; free-bits groups divide every layer's size."""
+        return objective_base.KLSupport(analytic=True,
+                                        per_dimension=not getattr(self.stack, "iaf_steps", 0),
+                                        group_sizes=self.sizes, max_samples=1)
 
-    def objective(self, data, seed, training=False):
-        """Loss dict: loss, elbo, rate (sum over layers), distortion, beta, rate_l."""
-        x = self.as_batch(data).x
-        outputs, log_likelihood = self.layer_terms(x, seed, training=training)
+    def objective_terms(self, batch, seed, num_samples=1, analytic_kl=True, training=False):
+        """One posterior pass of all layers (`num_samples` = 1): log p(x|z) [1, N], the
+        total KL [N], free-bits groups per layer, the per-layer rates in `extras`."""
+        if num_samples != 1:
+            raise ValueError("A hierarchical VAE's objective takes one posterior pass. "
+                             f"Received: num_samples={num_samples}")
+        x = self.as_batch(batch).x
+        outputs, log_likelihood = self.layer_terms(x, seed, analytic=analytic_kl,
+                                                   training=training)
         kl = tf.add_n([o.kl for o in outputs])                               # [N]
-        kl_groups = None
-        if self.free_bits:
-            kl_groups = tf.concat([base.kl_groups(o, self.free_bits_groups)
-                                   for o in outputs], axis=-1)               # [N, L * groups]
-        beta = self.kl_weight()
-        out = objectives.elbo_loss(log_likelihood[tf.newaxis], kl, beta=beta,
-                                   kl_groups=kl_groups, free_bits=self.free_bits)
-        out["beta"] = tf.cast(beta, out["loss"].dtype)
-        for l, o in enumerate(outputs):
-            out[f"rate_{l}"] = tf.reduce_mean(o.kl)
-        return out
+
+        def kl_groups(num_groups):
+            return tf.concat([base.kl_groups(o, num_groups) for o in outputs], axis=-1)
+        rates = {f"rate_{l}": tf.reduce_mean(o.kl) for l, o in enumerate(outputs)}
+        return objective_base.Terms(log_likelihood[tf.newaxis], kl, kl_groups, extras=rates)
 
     @_plain_python
     def elbo(self, x, context=None, num_samples=1, seed=None):
@@ -232,7 +217,8 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         elbos = []
         for s in range(num_samples):
             outputs, log_likelihood = self.layer_terms(
-                x, tf.random.experimental.stateless_fold_in(seed, s))
+                x, tf.random.experimental.stateless_fold_in(seed, s),
+                analytic=self.training_objective.analytic_kl)
             elbos.append(log_likelihood - tf.add_n([o.kl for o in outputs]))
         return tf.reduce_mean(tf.stack(elbos), axis=0)
 
@@ -267,7 +253,4 @@ class HierarchicalVAE(base_model.LatentVariableModel):
     def get_config(self):
         return {**super().get_config(),
                 "stack": keras.saving.serialize_keras_object(self.stack),
-                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
-                "analytic_kl": self.analytic_kl, "beta": self.beta,
-                "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits,
-                "free_bits_groups": self.free_bits_groups}
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood)}

@@ -31,11 +31,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.distributions import families
+from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as objectives
+from tfvae.objectives import semi_supervised
 from tfvae.distributions import priors
 from tfvae.models import base
 from tfvae.models import cvae
-from tfvae.models import vae
 
 _PACKAGE = "tfvae"
 tfd = tfp.distributions
@@ -61,29 +62,26 @@ class M2(cvae.ConditionalVAE):
         the posterior must be a `DiagonalGaussian` without flow and the prior
         the standard normal.
       classifier: layer mapping images [batch, H, W, C] to logits [batch, K].
-      alpha: weight of -log q(y|x) per labelled example (>= 0).
-      **kwargs: `seed`, `name`, ... (beta, warm-up and free bits are not
-        supported: the objective is the exact bound).
+      objective: a `semi_supervised.SemiSupervisedBound` (None: alpha = 1),
+        whose `alpha` weighs -log q(y|x) per labelled example.
+      **kwargs: `seed`, `name`, ...
     """
 
     def __init__(self, encoder, decoder, latent, likelihood, *, classifier, num_classes,
-                 alpha=1.0, **kwargs):
-        for key, neutral in (("beta", 1.0), ("free_bits", 0.0), ("kl_warmup_steps", 0),
-                             ("analytic_kl", True)):
-            if key in kwargs and kwargs[key] != neutral:
-                raise ValueError(f"M2 trains the exact bound: `{key}` must be {neutral}. "
-                                 f"Received: {key}={kwargs[key]!r}")
-        super().__init__(encoder, decoder, latent, likelihood, num_classes=num_classes, **kwargs)
+                 objective=None, **kwargs):
+        objective = objective_base.deserialize(
+            semi_supervised.SemiSupervisedBound() if objective is None else objective)
+        if not isinstance(objective, semi_supervised.SemiSupervisedBound):
+            raise ValueError("M2 trains the semi-supervised bound: `objective` must be a "
+                             f"SemiSupervisedBound. Received: objective={objective!r}")
+        super().__init__(encoder, decoder, latent, likelihood, num_classes=num_classes,
+                         objective=objective, **kwargs)
         if (not isinstance(self.latent.posterior_family, families.DiagonalGaussian)
                 or self.latent.flow is not None
                 or not isinstance(self.latent.prior_layer, priors.StandardNormal)):
             raise ValueError("M2 needs a DiagonalGaussian posterior without flow and the standard "
                              f"normal prior. Received: latent={self.latent!r}")
-        if not float(alpha) >= 0:
-            raise ValueError(f"`alpha` must be >= 0. Received: alpha={alpha!r}")
-        self.alpha = float(alpha)
         self.classifier = base.deserialize(classifier)
-        self.track_metrics("accuracy", "classification_loss")
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -172,33 +170,46 @@ class M2(cvae.ConditionalVAE):
                         + math.log(self.num_classes) - entropy}
 
     # ------------------------------------------------------------- objective
-    def objective(self, data, seed, training=False):
-        """The M2 loss (training batches) or held-out U(x) and accuracy (labelled batches)."""
-        batch = self.as_batch(data)
+    @classmethod
+    def from_config(cls, config):
+        # Configs written before objectives were objects hold `alpha` and the ELBO's
+        # neutral options.
+        config = dict(config)
+        for key in ("analytic_kl", "beta", "kl_warmup_steps", "free_bits", "free_bits_groups"):
+            config.pop(key, None)
+        if "alpha" in config:
+            config["objective"] = semi_supervised.SemiSupervisedBound(config.pop("alpha"))
+        return cls(**config)
+
+    def semi_supervised_terms(self, batch, seed):
+        """The pieces of the M2 objective (`semi_supervised.SemiSupervisedBound`) for a batch.
+
+        A training batch (unlabelled x_u with a labelled (x_l, y_l)) gives
+        L(x_l, y_l); a held-out labelled batch only its labels.
+
+        Returns:
+          Dict: `labelled_bound` L(x_l, y_l) [B_l] or None; `logits` of
+          q(y|x_l) [B_l, K] and `labels` y_l [B_l]; `unlabelled` the terms of
+          U(x_u) (`unlabelled_terms`).
+
+        Raises:
+          ValueError: a batch without labels.
+        """
+        batch = self.as_batch(batch)
         seeds = tf.random.experimental.stateless_split(seed, 2)
-        x_u = batch.x
+        labelled_bound = None
         if batch.labelled is not None:
             x_l, y_l = batch.labelled
-            labelled = self.labelled_bound(x_l, y_l, tf.random.stateless_normal(
-                [tf.shape(x_l)[0], self.latent.latent_size], seeds[0], dtype=self.compute_dtype))
-            labelled_loss = -tf.reduce_mean(labelled["bound"])
+            labelled_bound = self.labelled_bound(x_l, y_l, tf.random.stateless_normal(
+                [tf.shape(x_l)[0], self.latent.latent_size], seeds[0],
+                dtype=self.compute_dtype))["bound"]
         elif batch.labels is not None:
-            x_l, y_l, labelled_loss = batch.x, batch.labels, 0.0
+            x_l, y_l = batch.x, batch.labels
         else:
             raise ValueError("M2's objective needs labels: a training batch {'labelled', "
                              "'unlabelled'} or a labelled held-out batch. Received: no labels")
-        logits = self.classifier(x_l)
-        classification = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y_l, logits=logits))
-        accuracy = tf.reduce_mean(tf.cast(
-            tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y_l), tf.float32))
-        unlabelled = self.unlabelled_terms(x_u, seeds[1])
-        elbo = tf.reduce_mean(unlabelled["bound"])
-        return {"loss": labelled_loss - elbo + self.alpha * classification, "elbo": elbo,
-                "rate": tf.reduce_mean(unlabelled["rate"]),
-                "distortion": tf.reduce_mean(unlabelled["distortion"]),
-                "beta": tf.constant(1.0), "accuracy": accuracy,
-                "classification_loss": classification}
+        return {"labelled_bound": labelled_bound, "logits": self.classifier(x_l),
+                "labels": y_l, "unlabelled": self.unlabelled_terms(batch.x, seeds[1])}
 
     def elbo(self, x, context=None, num_samples=1, seed=None):
         """U(x) [batch]: the ELBO of log p(x) with y summed out, averaged over `num_samples` eps.
@@ -268,5 +279,5 @@ class M2(cvae.ConditionalVAE):
         ]
 
     def get_config(self):
-        return {**super().get_config(), "alpha": self.alpha,
+        return {**super().get_config(),
                 "classifier": keras.saving.serialize_keras_object(self.classifier)}

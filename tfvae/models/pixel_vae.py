@@ -5,7 +5,7 @@ feature map c [H, W, C_ctx] (e.g. `ConvDecoder`), and a `PixelCNN` reads
 the image through masked convolutions with c added to its gates
 (Gulrajani et al. 2017; Chen et al. 2017). An autoregressive decoder can
 model x without z, so the latents may go unused; the zoo entry keeps them in
-use with free bits (§2.8.1), which `VAE` already provides.
+use with free bits (§2.8.1), an option of its `ELBO` objective.
 
 Only `decode` differs from `VAE`: it returns the `AutoregressiveBernoulli`
 whose `log_prob` is teacher-forced (one parallel pass) — so the ELBO,
@@ -35,7 +35,7 @@ class PixelVAE(vae.VAE):
       likelihood: `Bernoulli` with event shape (H, W, 1) (the PixelCNN's
         pixel distribution; binarized images).
       pixelcnn: `PixelCNN` with one output channel.
-      **kwargs: other `VAE` arguments (free_bits, free_bits_groups, seed, ...).
+      **kwargs: other `VAE` arguments (objective, seed, ...).
     """
 
     def __init__(self, encoder, decoder, latent, likelihood, *, pixelcnn, **kwargs):

@@ -4,21 +4,23 @@
 a decoder network and a likelihood family. It is a `LatentVariableModel`:
 the base owns the batch, seeds, metrics, the guarded train/test step and the
 IS skeleton of `log_prob`; the VAE adds its math through the protocol
-(`sample_posterior`, `log_joint`, `objective`) and `encode`, `decode`,
-`sample`, `elbo`. Every method that reads x takes an optional `context`
-(None here; the labels of `ConditionalVAE`). Variants override only what
-differs (another objective, prior, decoder or context).
+(`sample_posterior`, `log_joint`, `objective_terms`, `kl_support`) and
+`encode`, `decode`, `sample`, `elbo`. Every method that reads x takes an
+optional `context` (None here; the labels of `ConditionalVAE`). The
+training objective is an `Objective` object (ELBO, IWAE, capacity, β-TC:
+`tfvae.objectives`), so IWAE or β-TCVAE is a `VAE` with another objective;
+subclasses override only what differs in the model (prior, decoder, latent
+relaxation or context).
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfvae.distributions import families
 from tfvae.distributions import latents
-from tfvae.objectives import elbo as objectives
+from tfvae.objectives import base as objective_base
+from tfvae.objectives import elbo as elbo_objectives
 from tfvae.distributions import priors
-from tfvae import streams
 from tfvae.models import base
 
 _PACKAGE = "tfvae"
@@ -29,10 +31,12 @@ _PACKAGE = "tfvae"
 class VAE(base.LatentVariableModel):
     """Variational autoencoder p(z) p(x|z) with amortized q(z|x) (book ch. 2).
 
-    Training maximizes the single-sample ELBO estimate of Algorithm 1 with
-    reparameterized z (§2.4), optionally with beta, a linear KL warm-up and
-    free bits per latent group (§2.8.1). A step whose loss or gradient is not
-    finite is skipped (no update) and counted in the `skipped_steps` metric.
+    Training maximizes `objective` (an `Objective` of `tfvae.objectives`;
+    default: the ELBO of Algorithm 1 with the closed-form KL) on the
+    reparameterized z (§2.4): β, warm-up and free bits (§2.8.1), IWAE,
+    capacity or β-TC are objectives, not model arguments. A step whose loss
+    or gradient is not finite is skipped (no update) and counted in the
+    `skipped_steps` metric.
 
     Args:
       encoder: layer mapping images [batch, H, W, C] to features [batch, F].
@@ -40,16 +44,12 @@ class VAE(base.LatentVariableModel):
         [n, likelihood.params_size] or image-shaped [n, H, W, k*C].
       latent: `LatentLayer` (posterior family and prior).
       likelihood: likelihood family for p(x|z) with event shape (H, W, C).
-      analytic_kl: closed-form KL if True, else the Monte-Carlo estimate.
-      beta: weight of the KL term (1 = the ELBO; beta-VAE otherwise).
-      kl_warmup_steps: linear warm-up of the KL weight over this many steps.
-      free_bits: lambda in nats per latent group (0 disables).
-      free_bits_groups: number of contiguous latent groups for free bits.
+      objective: the training objective (or its config); None: `ELBO()`.
+        Its KL estimator (`analytic_kl`) is also the one `elbo()` uses.
       max_grad_norm, seed: as in `LatentVariableModel`.
     """
 
-    def __init__(self, encoder, decoder, latent, likelihood, *, analytic_kl=True, beta=1.0,
-                 kl_warmup_steps=0, free_bits=0.0, free_bits_groups=1, **kwargs):
+    def __init__(self, encoder, decoder, latent, likelihood, *, objective=None, **kwargs):
         likelihood = base.deserialize(likelihood)
         if not isinstance(likelihood, families.Family):
             raise ValueError(f"`likelihood` must be a family. Received: likelihood={likelihood!r}")
@@ -60,38 +60,17 @@ class VAE(base.LatentVariableModel):
         self.likelihood = likelihood
         if not isinstance(self.latent, latents.LatentLayer):
             raise ValueError(f"`latent` must be a LatentLayer. Received: latent={latent!r}")
-        if not float(beta) >= 0:
-            raise ValueError(f"`beta` must be >= 0. Received: beta={beta!r}")
-        if not isinstance(kl_warmup_steps, (int, np.integer)) or kl_warmup_steps < 0:
-            raise ValueError(
-                f"`kl_warmup_steps` must be an integer >= 0. Received: kl_warmup_steps={kl_warmup_steps!r}")
-        if not float(free_bits) >= 0:
-            raise ValueError(f"`free_bits` must be >= 0. Received: free_bits={free_bits!r}")
-        latent_size = self.latent.latent_size
-        if (not isinstance(free_bits_groups, (int, np.integer)) or free_bits_groups <= 0
-                or latent_size % free_bits_groups):
-            raise ValueError(
-                f"`free_bits_groups` must be a positive divisor of latent_size={latent_size}. "
-                f"Received: free_bits_groups={free_bits_groups!r}")
-        gaussian_pair = self.latent.flow is None and isinstance(self.latent.prior_layer,
-                                                                 priors.StandardNormal)
-        if analytic_kl and not gaussian_pair:
-            raise ValueError(
-                "The analytic KL needs a Gaussian posterior without a flow and the "
-                "standard-normal prior; use the Monte-Carlo KL (analytic_kl=False) with a "
-                f"flow posterior or a learned prior. Received: analytic_kl={analytic_kl!r}")
-        if free_bits_groups > 1 and not (
-                gaussian_pair and getattr(self.latent.posterior_family, "factorized", False)):
-            raise ValueError(
-                "Free bits per latent group need a factorized posterior without a flow and a "
-                "factorized prior (otherwise the per-group KL is not defined). Use "
-                f"free_bits_groups=1. Received: free_bits_groups={free_bits_groups}")
-        self.analytic_kl = bool(analytic_kl)
-        self.beta = float(beta)
-        self.kl_warmup_steps = int(kl_warmup_steps)
-        self.free_bits = float(free_bits)
-        self.free_bits_groups = int(free_bits_groups)
-        self.track_metrics("loss", "elbo", "rate", "distortion", "beta")
+        self.use_objective(elbo_objectives.ELBO() if objective is None else objective,
+                           *self.extra_metric_names())
+
+    def extra_metric_names(self):
+        """Names of the scalars this model adds to its objective's (`Terms.extras`)."""
+        return ()
+
+    @classmethod
+    def from_config(cls, config):
+        # Configs written before objectives were objects hold the ELBO's options.
+        return cls(**elbo_objectives.from_legacy_config(config))
 
     # ----------------------------------------------------------------- building
     def build(self, input_shape):
@@ -183,48 +162,52 @@ class VAE(base.LatentVariableModel):
         return log_weights
 
     # ---------------------------------------------------------------- objective
-    def compute_terms(self, data, seed, num_samples=1):
-        """Per-example pieces of the ELBO for a batch (x [batch, H, W, C], context).
+    def kl_support(self):
+        """Closed-form and per-dimension KLs need a Gaussian posterior without a flow and
+        the standard-normal prior (a factorized one for per-dimension KLs)."""
+        gaussian_pair = self.latent.flow is None and isinstance(self.latent.prior_layer,
+                                                                 priors.StandardNormal)
+        factorized = gaussian_pair and getattr(self.latent.posterior_family, "factorized", False)
+        return objective_base.KLSupport(
+            analytic=gaussian_pair, per_dimension=factorized,
+            group_sizes=(self.latent.latent_size,), factorized_gaussian=factorized)
+
+    def objective_terms(self, batch, seed, num_samples=1, analytic_kl=True, training=False):
+        """The terms the objective trains on: the model's own `elbo_terms` (a model whose
+        training bound differs from its ELBO, a relaxed one, overrides this)."""
+        del training  # the same networks in training and evaluation
+        return self.elbo_terms(batch, seed, num_samples, analytic_kl)
+
+    def elbo_terms(self, batch, seed, num_samples=1, analytic_kl=True):
+        """The ELBO's pieces of a batch (x [B, H, W, C], context) at `num_samples` draws.
 
         Returns:
-          Dict: `log_likelihood` log p(x|z) [samples, batch]; `kl`
-          ([batch] analytic or [samples, batch]); `q`, `p`, `z`.
+          `Terms`: log p(x|z) [S, B]; KL ([B] closed form or [S, B] Monte
+          Carlo); free-bits groups (the total, or sums of per-dimension KLs);
+          posterior (q, p, z [S, B, d]).
         """
-        batch = self.as_batch(data)
+        batch = self.as_batch(batch)
         q = self.encode(batch.x, batch.context)
         p = self.prior()
-        z, kl = self.sample_and_kl(q, p, num_samples, seed)
+        z, kl = self.sample_and_kl(q, p, num_samples, seed, analytic_kl)
         log_likelihood = self.decode(z, batch.context).log_prob(batch.x)   # [samples, batch]
-        return {"log_likelihood": log_likelihood, "kl": kl, "q": q, "p": p, "z": z}
 
-    def sample_and_kl(self, q, p, num_samples, seed):
+        def kl_groups(num_groups):
+            if num_groups == 1:
+                return kl[..., tf.newaxis]                               # one group: the total KL
+            kl_dims = elbo_objectives.kl_per_dimension(q, p, z, analytic=analytic_kl)
+            return elbo_objectives.group_sum(kl_dims, num_groups)
+        return objective_base.Terms(log_likelihood, kl, kl_groups, (q, p, z))
+
+    @staticmethod
+    def sample_and_kl(q, p, num_samples, seed, analytic_kl):
         """z ~ q [samples, batch, d] and KL(q || p): analytic [batch] or MC [samples, batch]."""
-        if self.analytic_kl:
-            return q.sample(num_samples, seed=seed), objectives.kl_divergence(q, p)
+        if analytic_kl:
+            return q.sample(num_samples, seed=seed), elbo_objectives.kl_divergence(q, p)
         # The density of a flow's own samples comes from the forward
         # log-det (§3.2.2): no inverse of the flow is needed.
         z, log_q = q.experimental_sample_and_log_prob(num_samples, seed=seed)
         return z, log_q - p.log_prob(z)
-
-    def kl_weight(self):
-        """beta times the warm-up factor at the optimizer's current step."""
-        return self.beta * objectives.linear_warmup(self.optimizer_step(), self.kl_warmup_steps)
-
-    def objective(self, data, seed, training=False):
-        """The training objective dict (loss, elbo, rate, distortion, beta) for a batch."""
-        terms = self.compute_terms(data, seed)
-        kl_groups = None
-        if self.free_bits and self.free_bits_groups == 1:
-            kl_groups = terms["kl"][..., tf.newaxis]                 # one group: the total KL
-        elif self.free_bits:
-            kl_dims = objectives.kl_per_dimension(terms["q"], terms["p"], terms["z"],
-                                                  analytic=self.analytic_kl)
-            kl_groups = objectives.group_sum(kl_dims, self.free_bits_groups)
-        beta = self.kl_weight()
-        out = objectives.elbo_loss(terms["log_likelihood"], terms["kl"], beta=beta,
-                                   kl_groups=kl_groups, free_bits=self.free_bits)
-        out["beta"] = tf.cast(beta, out["loss"].dtype)
-        return out
 
     def elbo(self, x, context=None, num_samples=1, seed=None):
         """Per-example ELBO estimate [batch], averaged over `num_samples` draws of z.
@@ -236,8 +219,9 @@ class VAE(base.LatentVariableModel):
           seed: int32 [2] stateless seed (None: the model's generator).
         """
         batch = self.read_batch(x if context is None else (x, context), check_values=True)
-        terms = self.compute_terms(batch, self.eval_seed(seed), num_samples)
-        return tf.reduce_mean(terms["log_likelihood"] - terms["kl"], axis=0)
+        terms = self.elbo_terms(batch, self.eval_seed(seed), num_samples,
+                                analytic_kl=self.training_objective.analytic_kl)
+        return tf.reduce_mean(terms.log_likelihood - terms.kl, axis=0)
 
     def serving_endpoints(self, chunk_size=100):
         """The SavedModel signatures (`tfvae.training.export`), each returning a dict of tensors.
@@ -266,7 +250,4 @@ class VAE(base.LatentVariableModel):
                 "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "latent": keras.saving.serialize_keras_object(self.latent),
-                "likelihood": keras.saving.serialize_keras_object(self.likelihood),
-                "analytic_kl": self.analytic_kl, "beta": self.beta,
-                "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits,
-                "free_bits_groups": self.free_bits_groups}
+                "likelihood": keras.saving.serialize_keras_object(self.likelihood)}

@@ -9,6 +9,8 @@ has no closed-form KL); training, evaluation and the export are the VAE's.
 import keras
 
 from tfvae.distributions import priors
+from tfvae.objectives import base as objective_base
+from tfvae.objectives import elbo
 from tfvae.distributions import vamp
 from tfvae.models import base
 from tfvae.models import vae
@@ -23,19 +25,20 @@ class VampVAE(vae.VAE):
         `latent` keeps its default standard-normal prior layer, which the
         model never uses (`prior()` is the VampPrior).
       vamp_prior: a `vamp.VampPrior` over images of the likelihood's shape.
-      analytic_kl: must be False (Monte-Carlo KL).
+      objective: as in `VAE`, with the Monte-Carlo KL (None:
+        `ELBO(analytic_kl=False)`; the mixture prior has no closed form).
 
     Raises:
-      ValueError: analytic_kl=True, a `vamp_prior` that is not a VampPrior
-        of the image shape, or a latent layer with another prior.
+      ValueError: a `vamp_prior` that is not a VampPrior of the image shape,
+        or a latent layer with another prior; from the objective, an
+        analytic KL or per-dimension free bits.
     """
 
-    def __init__(self, encoder, decoder, latent, likelihood, *, vamp_prior, analytic_kl=False,
+    def __init__(self, encoder, decoder, latent, likelihood, *, vamp_prior, objective=None,
                  **kwargs):
-        if analytic_kl:
-            raise ValueError("The VampPrior has no closed-form KL: use analytic_kl=False. "
-                             f"Received: analytic_kl={analytic_kl!r}")
-        super().__init__(encoder, decoder, latent, likelihood, analytic_kl=False, **kwargs)
+        super().__init__(encoder, decoder, latent, likelihood,
+                         objective=elbo.ELBO(analytic_kl=False) if objective is None
+                         else objective, **kwargs)
         self.vamp_prior = base.deserialize(vamp_prior)
         if not isinstance(self.vamp_prior, vamp.VampPrior) or (
                 self.vamp_prior.image_shape != self.image_shape):
@@ -50,6 +53,11 @@ class VampVAE(vae.VAE):
         super().build(input_shape)
         if not self.vamp_prior.built:
             self.vamp_prior.build()
+
+    def kl_support(self):
+        """The mixture prior has neither a closed-form nor a per-dimension KL."""
+        return objective_base.KLSupport(analytic=False, per_dimension=False,
+                                        group_sizes=(self.latent.latent_size,))
 
     def prior(self):
         """p(z) = (1/K) sum_k q(z|u_k): event shape [latent_size] (Tomczak & Welling, eq. 9)."""

@@ -17,8 +17,14 @@
   every sample z_i against every posterior q(.|x_j) of the batch.
 """
 
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from tfvae.distributions import families
+from tfvae.objectives import base
+from tfvae.objectives import elbo
+from tfvae import validation
 
 tfd = tfp.distributions
 
@@ -125,3 +131,97 @@ def tc_decomposition(z, loc, scale, log_prior, dataset_size, estimator="mws"):
     return {"mi": tf.reduce_mean(log_q_given_x - log_q),
             "tc": tf.reduce_mean(log_q - log_q_marginals),
             "dwkl": tf.reduce_mean(log_q_marginals - log_prior)}
+
+
+@keras.saving.register_keras_serializable(base.PACKAGE)
+class CapacityELBO(base.Objective):
+    """The capacity-annealed β-VAE objective (Burgess et al. 2018) as an `Objective`.
+
+    loss = distortion + γ |rate - C(t)|, C(t) = capacity_max * min(1, t /
+    capacity_steps) at optimizer step t. Logged: `loss`, `elbo`, `rate`,
+    `distortion`, `capacity` (C(t)). It replaces β, warm-up and free bits
+    (the capacity is the schedule of the rate), so it has none of them.
+
+    Args:
+      capacity_max: final target KL C_max in nats, >= 0.
+      capacity_steps: steps over which C rises linearly from 0 to C_max, >= 1.
+      gamma: weight γ of |KL - C|, > 0.
+      analytic_kl: closed-form (True) or Monte-Carlo (False) KL.
+    """
+
+    metric_names = ("loss", "elbo", "rate", "distortion", "capacity")
+
+    def __init__(self, capacity_max, capacity_steps=100000, gamma=1000.0, analytic_kl=True):
+        super().__init__(analytic_kl)
+        self.capacity_max = validation.non_negative("capacity_max", capacity_max)
+        self.capacity_steps = validation.at_least("capacity_steps", capacity_steps, 1)
+        self.gamma = validation.positive("gamma", gamma)
+
+    def loss(self, terms, step):
+        capacity = linear_capacity(step, self.capacity_max, self.capacity_steps)
+        return capacity_loss(terms.log_likelihood, terms.kl, capacity, self.gamma)
+
+    def get_config(self):
+        return {**super().get_config(), "capacity_max": self.capacity_max,
+                "capacity_steps": self.capacity_steps, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(base.PACKAGE)
+class BetaTC(base.Objective):
+    """The β-TCVAE objective (Chen et al. 2018) as an `Objective`.
+
+    With one z_i ~ q(z|x_i) per example,
+    loss = -log p(x|z) + α I_q(x; z) + β TC(z) + γ sum_j KL(q(z_j) || p(z_j)),
+    the terms estimated on the minibatch by `tc_decomposition`; α = β = γ = 1
+    is the Monte-Carlo-KL ELBO exactly. Logged: `loss`, `elbo` (the standard
+    ELBO with the model's KL), `rate`, `distortion`, `beta`, `mi`, `tc`, `dwkl`.
+
+    Args:
+      alpha, beta, gamma: weights of the MI, the TC and the dimension-wise KL (>= 0).
+      dataset_size: N, the training examples of the aggregate posterior (>= 1).
+      estimator: "mss" or "mws" (see `log_importance_weights`).
+      analytic_kl: estimator of the logged `rate` / `elbo` (the loss uses
+        the decomposition either way).
+
+    Raises:
+      ValueError: a negative weight, dataset_size < 1, an unknown estimator;
+        in `bind`, a model whose posterior and prior do not factorize over
+        dimensions (a factorized Gaussian without a flow and N(0, I) needed).
+    """
+
+    metric_names = ("loss", "elbo", "rate", "distortion", "beta", "mi", "tc", "dwkl")
+
+    def __init__(self, alpha=1.0, beta=6.0, gamma=1.0, dataset_size=50000, estimator="mss",
+                 analytic_kl=False):
+        super().__init__(analytic_kl)
+        self.alpha = validation.non_negative("alpha", alpha)
+        self.beta = validation.non_negative("beta", beta)
+        self.gamma = validation.non_negative("gamma", gamma)
+        self.dataset_size = validation.at_least("dataset_size", dataset_size, 1)
+        self.estimator = validation.one_of("estimator", estimator, ESTIMATORS)
+
+    def bind(self, model):
+        super().bind(model)
+        if not model.kl_support().factorized_gaussian:
+            raise ValueError(
+                "The β-TC decomposition needs per-dimension posterior densities: a factorized "
+                "Gaussian posterior without a flow and the standard-normal prior. Received: "
+                f"a {type(model).__name__} whose KL does not split over dimensions.")
+
+    def loss(self, terms, step):
+        del step  # no schedule
+        q, p, z = terms.posterior
+        z = z[0]                                                        # [batch, d]
+        loc, scale = families.diagonal_normal_params(q)
+        parts = tc_decomposition(z, loc, scale, p.log_prob(z), self.dataset_size,
+                                 self.estimator)
+        out = elbo.elbo_loss(terms.log_likelihood, terms.kl)
+        out["loss"] = (out["distortion"] + self.alpha * parts["mi"] + self.beta * parts["tc"]
+                       + self.gamma * parts["dwkl"])
+        out["beta"] = tf.constant(self.beta, out["loss"].dtype)
+        return {**out, **parts}
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
+                "gamma": self.gamma, "dataset_size": self.dataset_size,
+                "estimator": self.estimator}

@@ -11,10 +11,13 @@ Naming follows TFP and the book: `rate` = KL(q(z|x) || p(z)),
 
 import math
 
+import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfvae.distributions import families
+from tfvae.objectives import base
+from tfvae import validation
 
 tfd = tfp.distributions
 
@@ -139,6 +142,85 @@ def elbo_loss(log_likelihood, kl, *, beta=1.0, kl_groups=None, free_bits=0.0):
     beta = tf.cast(beta, distortion.dtype)
     return {"loss": distortion + beta * rate_term, "elbo": -(distortion + rate),
             "rate": rate, "distortion": distortion}
+
+
+@keras.saving.register_keras_serializable(base.PACKAGE)
+class ELBO(base.Objective):
+    """The ELBO of Algorithm 1 with β, a linear KL warm-up and free bits (book §2.2, §2.8.1).
+
+    loss = E[-log p(x|z)] + β w(t) R, w(t) = min(1, t / kl_warmup_steps) at
+    optimizer step t, R = E[KL] or, with free bits λ > 0, sum_j max(λ,
+    E_minibatch[KL_j]) over the model's latent groups j (`Terms.kl_groups`).
+    Logged: `loss`, `elbo` (the unweighted bound per example), `rate`,
+    `distortion`, `beta` (β w(t)).
+
+    Args:
+      beta: weight of the rate term, >= 0 (1 = the ELBO; β-VAE otherwise).
+      kl_warmup_steps: steps of the linear warm-up of the KL weight (0: none).
+      free_bits: λ in nats per group, >= 0 (0 disables free bits).
+      free_bits_groups: contiguous groups per latent (layer) for free bits;
+        must divide the model's group sizes, and > 1 needs a KL that splits
+        over dimensions (`KLSupport.per_dimension`).
+      analytic_kl: closed-form KL (True) or Monte Carlo (False).
+
+    Raises:
+      ValueError: an argument out of range (at construction), or one the
+        model cannot honour (in `bind`).
+    """
+
+    metric_names = ("loss", "elbo", "rate", "distortion", "beta")
+
+    def __init__(self, beta=1.0, kl_warmup_steps=0, free_bits=0.0, free_bits_groups=1,
+                 analytic_kl=True):
+        super().__init__(analytic_kl)
+        self.beta = validation.non_negative("beta", beta)
+        self.kl_warmup_steps = validation.at_least("kl_warmup_steps", kl_warmup_steps, 0)
+        self.free_bits = validation.non_negative("free_bits", free_bits)
+        self.free_bits_groups = validation.at_least("free_bits_groups", free_bits_groups, 1)
+
+    def bind(self, model):
+        super().bind(model)
+        support = model.kl_support()
+        if any(size % self.free_bits_groups for size in support.group_sizes):
+            raise ValueError(
+                f"`free_bits_groups` must divide the latent size of every latent (layer) "
+                f"{list(support.group_sizes)}. Received: free_bits_groups={self.free_bits_groups}")
+        if self.free_bits_groups > 1 and not support.per_dimension:
+            raise ValueError(
+                "Free bits per latent group need a KL that splits over latent dimensions (a "
+                "factorized posterior without a flow and a factorized prior; hierarchy layers "
+                f"without IAF). Use free_bits_groups=1. Received: free_bits_groups="
+                f"{self.free_bits_groups}")
+
+    def kl_weight(self, step):
+        """β times the warm-up factor at optimizer step `step`."""
+        return self.beta * linear_warmup(step, self.kl_warmup_steps)
+
+    def loss(self, terms, step):
+        kl_groups = terms.kl_groups(self.free_bits_groups) if self.free_bits else None
+        beta = self.kl_weight(step)
+        out = elbo_loss(terms.log_likelihood, terms.kl, beta=beta, kl_groups=kl_groups,
+                        free_bits=self.free_bits)
+        out["beta"] = tf.cast(beta, out["loss"].dtype)
+        return out
+
+    def get_config(self):
+        return {**super().get_config(), "beta": self.beta,
+                "kl_warmup_steps": self.kl_warmup_steps, "free_bits": self.free_bits,
+                "free_bits_groups": self.free_bits_groups}
+
+
+LEGACY_KEYS = ("analytic_kl", "beta", "kl_warmup_steps", "free_bits", "free_bits_groups")
+
+
+def from_legacy_config(config, **defaults):
+    """Moves the ELBO options a model config held before objectives were objects into an
+    `ELBO` under "objective" (a `.keras` file or config of an older tfvae still loads)."""
+    config = dict(config)
+    options = {key: config.pop(key) for key in LEGACY_KEYS if key in config}
+    if "objective" not in config and options:
+        config["objective"] = ELBO(**{**defaults, **options})
+    return config
 
 
 def log_mean_exp(log_weights, axis=0):

@@ -12,15 +12,18 @@ better": MIWAE averages M independent IWAE-K bounds, which trades bound
 tightness for a better signal-to-noise ratio of the encoder's gradient.
 """
 
+import keras
+import numpy as np
 import tensorflow as tf
 
+from tfvae.objectives import base
 from tfvae.objectives import elbo as objectives
 
 
 def check_counts(k, m):
     """Raises ValueError unless k and m are integers >= 1."""
     for name, value in (("k", k), ("m", m)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
 
 
@@ -70,3 +73,53 @@ def iwae_loss(log_likelihood, kl, k, m=1):
     rate = tf.reduce_mean(kl)
     return {"loss": -bound, "iwae": bound, "elbo": -(distortion + rate), "rate": rate,
             "distortion": distortion}
+
+
+@keras.saving.register_keras_serializable(base.PACKAGE)
+class IWAEBound(base.Objective):
+    """The (M)IWAE bound as a training objective (Burda et al. 2015; Rainforth et al. 2018).
+
+    m * k Monte-Carlo draws per example; loss = -(1/m) sum_j log (1/k)
+    sum_i w_ji. Logged: `loss`, `elbo` (the standard ELBO from the same
+    draws, comparable across models), `rate`, `distortion`, `iwae` (the bound).
+    It has no β, warm-up or free bits: those weight a KL the bound does not
+    contain.
+
+    Args:
+      k: importance samples inside each log-mean-exp (k = 1: the ELBO).
+      m: independent IWAE-k bounds averaged (1 = IWAE, > 1 = MIWAE).
+      analytic_kl: must be False: the log weights need log q(z|x) at z.
+
+    Raises:
+      ValueError: k or m not an integer >= 1, or analytic_kl=True.
+    """
+
+    metric_names = ("loss", "elbo", "rate", "distortion", "iwae")
+
+    def __init__(self, k=5, m=1, analytic_kl=False):
+        check_counts(k, m)
+        if analytic_kl:
+            raise ValueError("The IWAE bound needs the Monte-Carlo log weights "
+                             "log p(x|z) + log p(z) - log q(z|x): use analytic_kl=False. "
+                             f"Received: analytic_kl={analytic_kl!r}")
+        super().__init__(analytic_kl=False)
+        self.k = int(k)
+        self.m = int(m)
+
+    @property
+    def num_samples(self):
+        return self.k * self.m
+
+    def loss(self, terms, step):
+        del step  # no schedule
+        return iwae_loss(terms.log_likelihood, terms.kl, self.k, self.m)
+
+    def bound(self, model, x, seed=None):
+        """The (M)IWAE bound per example [B] of `model` on examples x, at its evaluation seed."""
+        batch = model.read_batch(x, check_values=True)
+        terms = model.objective_terms(batch, model.eval_seed(seed), num_samples=self.num_samples,
+                                      analytic_kl=False)
+        return iwae_bound(terms.log_likelihood - terms.kl, self.k, self.m)
+
+    def get_config(self):
+        return {"k": self.k, "m": self.m, "analytic_kl": False}

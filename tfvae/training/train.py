@@ -9,6 +9,7 @@ workdir resumes; no finished epoch is lost.
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -37,7 +38,8 @@ EVAL_BINARIZE_SEED = 0
 # a different experiment and is refused.
 RESUMABLE_KEYS = frozenset({
     "epochs", "patience", "data_dir", "strategy", "tpu", "jit_compile", "steps_per_execution",
-    "eval_num_samples", "export", "image_summaries", "max_eval_examples", "download"})
+    "eval_num_samples", "export", "image_summaries", "max_eval_examples", "download",
+    "entry"})
 
 
 @dataclasses.dataclass
@@ -112,6 +114,14 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
 
+    def check_inputs(self):
+        """Raises ValueError if a file or workdir this config names does not fit the run.
+
+        `validate` checks the values alone (a config is plain data: no I/O);
+        this reads what the config points to, and `run` calls it before it
+        writes anything. Entries whose config names such inputs extend it.
+        """
+
     def added_fields(self):
         """{field: value} of fields added after workdirs were written without them: an
         older config.json that lacks one resumes as if it held this value. An entry
@@ -119,7 +129,49 @@ class TrainConfig:
         return {"optimizer": "adam", "ema_decay": 0.0}
 
     def to_json(self):
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        """The fields as JSON values, and "entry": the module that defines this config
+        class (e.g. "zoo.vae"), from which `from_json` tools rebuild it."""
+        return {"entry": _module_name(type(self)),
+                **{f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}}
+
+    @classmethod
+    def from_json(cls, values):
+        """This config class from a `to_json()` dict (a workdir's config.json).
+
+        Fields an older config.json lacks take their `added_fields()` value;
+        lists become tuples where the field is a tuple.
+
+        Raises:
+          ValueError: a key that is not a field of this class.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k != "entry"}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"{cls.__module__}.{cls.__name__} has no field(s) {unknown}.")
+        defaults = cls().added_fields()
+        values = {**{k: v for k, v in defaults.items() if k in fields}, **values}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def held_out_dataset(self, split, batch_size=None, max_examples=None):
+        """The held-out `split` ("validation" or "test") as this run evaluates it.
+
+        Binarized runs see their held-out images binarized once with a fixed
+        seed (`EVAL_BINARIZE_SEED`); entries that transform the images (M1
+        features for M2) override this, so every tool that reads a workdir
+        evaluates the data the model saw.
+
+        Args:
+          split: "validation" or "test".
+          batch_size: examples per batch (None: the config's).
+          max_examples: the first N examples, 0 for all (None: `max_eval_examples`).
+        """
+        max_examples = self.max_eval_examples if max_examples is None else max_examples
+        return data_lib.make_dataset(
+            self.dataset, split, batch_size or self.batch_size,
+            binarize="none" if self.binarize == "none" else "static", seed=EVAL_BINARIZE_SEED,
+            max_examples=max_examples or None, data_dir=self.data_dir or None,
+            download=self.download)
 
     def datasets(self):
         """Returns the (train, validation, test) `tf.data` pipelines of this run.
@@ -134,6 +186,16 @@ class TrainConfig:
         """The `tfvae.data.datasets.DatasetInfo` of the data the model sees (overridden
         where an entry transforms the images, e.g. M1 features for M2)."""
         return data_lib.info(self.dataset)
+
+
+def _module_name(cls):
+    """The importable name of the module defining `cls` ("zoo.vae" also when that module
+    runs as `python -m zoo.vae`, where it is "__main__")."""
+    name = cls.__module__
+    if name == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        name = spec.name if spec is not None else name
+    return name
 
 
 def _jsonable(value):
@@ -155,11 +217,22 @@ def make_strategy(name, tpu=""):
     return tf.distribute.get_strategy()
 
 
+def strict_json(obj):
+    """`obj` with every non-finite float replaced by None (JSON has no NaN or inf)."""
+    if isinstance(obj, dict):
+        return {key: strict_json(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(value) for value in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json_atomic(path, obj):
     """Writes JSON to `path` through a temporary file and a rename (no torn files)."""
     directory = os.path.dirname(os.path.abspath(path))
     with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
+        json.dump(strict_json(obj), f, indent=2, sort_keys=True, allow_nan=False)
         f.write("\n")
     os.replace(f.name, path)
 
@@ -177,7 +250,11 @@ def check_resumable(config_json, path, added_fields=None):
         return
     added_fields = added_fields or {}
     with open(path, encoding="utf-8") as f:
-        old = json.load(f)
+        try:
+            old = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: "
+                             f"{e.msg}); fix it, or use a new --workdir.") from None
     changed = sorted(k for k in set(old) | set(config_json)
                      if k not in RESUMABLE_KEYS
                      and old.get(k, added_fields.get(k)) != config_json.get(k))
@@ -193,12 +270,7 @@ def _datasets(config):
     train = data_lib.make_dataset(
         config.dataset, "train", config.batch_size, binarize=config.binarize, seed=config.seed,
         drop_remainder=True, max_examples=config.max_train_examples or None, **common)
-    held_out = "none" if config.binarize == "none" else "static"
-    evals = {split: data_lib.make_dataset(
-        config.dataset, split, config.batch_size, binarize=held_out, seed=EVAL_BINARIZE_SEED,
-        max_examples=config.max_eval_examples or None, **common)
-        for split in ("validation", "test")}
-    return train, evals["validation"], evals["test"]
+    return train, config.held_out_dataset("validation"), config.held_out_dataset("test")
 
 
 def make_optimizer(config):
@@ -211,12 +283,26 @@ def make_optimizer(config):
 
 def build_compiled(config, build_model, info, images, strategy):
     """Builds the entry's model on `images` [n, H, W, C] and compiles it as `run` does."""
+    steps_per_execution = config.steps_per_execution
+    if strategy.num_replicas_in_sync > 1 and steps_per_execution > 1:
+        # Measured with Keras 3 on TF 2.21: the multi-step loop under a multi-replica
+        # strategy fails at its first step ("You must feed a value for placeholder
+        # tensor ... while/cond/Placeholder"); one step per call trains.
+        logging.warning("steps_per_execution=%d is not supported with %d replicas; using 1.",
+                        steps_per_execution, strategy.num_replicas_in_sync)
+        steps_per_execution = 1
+    jit_compile = config.jit_compile
+    if strategy.num_replicas_in_sync > 1 and jit_compile:
+        # Measured likewise: XLA under MirroredStrategy reads the seed generator's state
+        # "located in device CPU:1 from device CPU:0" and fails; the graph executor trains.
+        logging.warning("jit_compile is not supported with %d replicas; training without XLA.",
+                        strategy.num_replicas_in_sync)
+        jit_compile = False
     with strategy.scope():
         model = build_model(config, info)
         model(images[:1])
         model.compile(optimizer=make_optimizer(config),
-                      jit_compile=config.jit_compile,
-                      steps_per_execution=config.steps_per_execution)
+                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model
 
 
@@ -232,6 +318,7 @@ def run(config, build_model, workdir):
     Returns:
       The metrics dict written to `workdir/metrics.json`.
     """
+    config.check_inputs()
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
     check_resumable(config.to_json(), config_path, config.added_fields())
@@ -248,9 +335,11 @@ def run(config, build_model, workdir):
     checkpoint = callbacks_lib.ResumableCheckpoint(
         os.path.join(workdir, "checkpoints"), monitor="val_elbo", mode="max",
         patience=config.patience)
-    initial_epoch = checkpoint.restore(model)
+    with strategy.scope():      # the optimizer's slots are built here, on every replica
+        initial_epoch = checkpoint.restore(model)
     log_dir = os.path.join(workdir, "tensorboard")
-    callbacks = [checkpoint, callbacks_lib.SkippedStepGuard(), callbacks_lib.FirstStepTimer(),
+    # The divergence guard runs before the checkpoint: a diverged epoch is never saved.
+    callbacks = [callbacks_lib.SkippedStepGuard(), checkpoint, callbacks_lib.FirstStepTimer(),
                  keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
     if config.image_summaries and len(info.image_shape) == 3 and info.image_shape[-1] in (1, 3):
         labels = first_batch["label"][:32] if "label" in first_batch else None
@@ -280,6 +369,13 @@ def run(config, build_model, workdir):
                # What Keras actually compiled (it may turn XLA off by itself).
                "jit_compile": bool(model.jit_compile),
                **{f"test_{k}": v for k, v in test.items()}}
+    bad = sorted(k for k, v in metrics.items()
+                 if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        # Nothing of a failed run is exported as if it were a result.
+        raise FloatingPointError(f"The test metrics {bad} are not finite: the model has "
+                                 "diverged; nothing was exported. Lower the learning rate or "
+                                 "check the data, and train again.")
     _save_model(model, workdir)
     if config.export:
         _export(model, os.path.join(workdir, "saved_model"))
