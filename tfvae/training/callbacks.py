@@ -95,7 +95,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             raise RuntimeError("ResumableCheckpoint.restore(model) must run before fit().")
         logs = logs or {}
         value = logs.get(self.monitor)
-        if value is not None and np.isfinite(value):
+        if value is not None and not np.isfinite(value):
+            # Before anything is saved: the last checkpoint stays the last finite epoch.
+            raise FloatingPointError(
+                f"Epoch {epoch + 1}: {self.monitor} = {value} (not finite): training has "
+                f"diverged. The checkpoint of epoch {int(self.epoch.numpy())} is kept; lower "
+                "the learning rate (or set --max_grad_norm) and resume, or use a new --workdir.")
+        if value is not None:
             if self._improved(value):
                 self.best.assign(value)
                 self.wait.assign(0)
