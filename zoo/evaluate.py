@@ -61,7 +61,6 @@ def _saved_model_functions(path, num_samples):
 def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, batch_size=100,
                      chunk_size=100, seed=0, use_saved_model=False, data_dir=""):
     """Returns the evaluation dict for a trained workdir (see module docstring)."""
-    import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae.evaluation import estimators as evaluation
 
@@ -73,11 +72,7 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
                                                seed=seed, max_examples=max_examples or None,
                                                likelihood_support=support)
     else:
-        model_path = os.path.join(workdir, "model.keras")
-        if not os.path.exists(model_path):
-            raise ValueError(f"No model.keras in the workdir (training has not finished). "
-                             f"Received: workdir={workdir!r}")
-        model = keras.saving.load_model(model_path)
+        model = workdirs.load_model(os.path.join(workdir, "model.keras"))
         result = evaluation.evaluate(model, dataset, num_samples=num_samples,
                                      chunk_size=chunk_size, seed=seed,
                                      max_examples=max_examples or None)

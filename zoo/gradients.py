@@ -24,7 +24,6 @@ FLAGS = flags.FLAGS
 
 def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_samples=8, seed=0):
     """Returns the JSON-able result dict for a trained workdir (see module docstring)."""
-    import keras
     import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae.evaluation import gradient_variance as diagnostics
     from zoo import workdirs
@@ -35,7 +34,7 @@ def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_sampl
                          f"Received: workdir={workdir!r}")
     config, dataset = workdirs.workdir_dataset(workdir, split, batch_size)
     x = next(iter(dataset))["image"]
-    model = keras.saving.load_model(model_path)
+    model = workdirs.load_model(model_path)
     statistics = diagnostics.gradient_statistics(model, x, num_draws=num_draws, seed=seed,
                                                  baseline_samples=baseline_samples)
     return {"workdir": workdir, "dataset": config["dataset"], "split": split,

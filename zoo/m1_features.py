@@ -19,12 +19,12 @@ image-shaped code path of the models (shape checks, tiling) is unchanged.
 import dataclasses
 import os
 
-import keras
 import tensorflow as tf
 
 from tfvae import streams
 from tfvae.models import cvae
 from tfvae.models import vae as vae_lib
+from zoo import workdirs
 
 
 def load_m1(workdir):
@@ -45,7 +45,7 @@ def load_m1(workdir):
         raise ValueError(f"No trained M1 in the workdir (model.keras is missing); train one first, "
                          f"e.g. `python -m zoo.vae --workdir={workdir}`. "
                          f"Received: m1_workdir={workdir!r}")
-    model = keras.saving.load_model(path)
+    model = workdirs.load_model(path, "m1_workdir")
     if not isinstance(model, vae_lib.VAE) or isinstance(model, cvae.ConditionalVAE):
         raise ValueError(f"M1 must be an unconditional VAE; {path} holds a "
                          f"{type(model).__name__}. Received: m1_workdir={workdir!r}")

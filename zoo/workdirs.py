@@ -83,3 +83,35 @@ def workdir_dataset(workdir, split="test", batch_size=100, data_dir=""):
     if data_dir:
         config = dataclasses.replace(config, data_dir=data_dir)
     return config_json, config.held_out_dataset(split, batch_size, max_examples=0)
+
+
+def load_model(path, argument="workdir"):
+    """The Keras model of a `.keras` file a run wrote, with a clear error for a damaged one.
+
+    Raises:
+      ValueError: the file is missing, or corrupt or truncated (not a whole
+        `.keras` zip archive, or one Keras cannot read); the error names the
+        file and `argument`.
+    """
+    import zipfile
+
+    import keras
+    import tfvae  # noqa: F401  (registers the model classes with Keras)
+
+    if not os.path.exists(path):
+        raise ValueError(f"No {os.path.basename(path)} in the workdir (training has not "
+                         f"finished). Received: {argument}={os.path.dirname(path)!r}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is corrupt or truncated (not a .keras zip archive); "
+                         f"train again or restore it. Received: {argument}="
+                         f"{os.path.dirname(path)!r}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        damaged = str(e)
+    if damaged:
+        raise ValueError(f"{path} is corrupt or truncated ({damaged} does not read back); "
+                         f"train again or restore it. Received: {argument}="
+                         f"{os.path.dirname(path)!r}")
+    return keras.saving.load_model(path)

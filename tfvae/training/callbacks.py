@@ -5,6 +5,8 @@ time to the first training step.
 
 import math
 import os
+import re
+import shutil
 import time
 
 import keras
@@ -77,10 +79,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                              f"Received: built={model.built}, optimizer={model.optimizer}")
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+        for kind in ("last", "best"):
+            folder = os.path.join(self.directory, kind)
+            remove_leftover_temp(folder)
+            repair_state_file(folder)
         self._make_managers(model)
-        last = self._managers[0].latest_checkpoint
+        last = restore_newest_readable(self._managers[0])
         if last:
-            _restore(self._managers[0].checkpoint, last)
             logging.info("Resumed from %s: %d epoch(s) done, best %s = %s.", last,
                          int(self.epoch.numpy()), self.monitor, float(self.best.numpy()))
         if self.patience and int(self.wait.numpy()) >= self.patience:
@@ -119,12 +124,79 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def restore_best(self):
         """Loads the best epoch's weights (if any) into the model; returns the path."""
-        best = self._managers[1].latest_checkpoint
+        best = restore_newest_readable(self._managers[1])
         if best:
-            _restore(self._managers[1].checkpoint, best)
             logging.info("Restored the best weights (%s = %.4f) from %s.", self.monitor,
                          float(self.best.numpy()), best)
         return best
+
+
+def _checkpoint_files(folder):
+    """The checkpoint prefixes in `folder` that have an index file, oldest first."""
+    numbered = []
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        match = re.fullmatch(r"ckpt-(\d+)\.index", name)
+        if match:
+            numbered.append((int(match.group(1)), os.path.join(folder, name[:-len(".index")])))
+    return [path for _, path in sorted(numbered)]
+
+
+def remove_leftover_temp(folder):
+    """Deletes the `*_temp` folders a save killed half-way leaves behind (never a checkpoint)."""
+    for name in os.listdir(folder) if os.path.isdir(folder) else ():
+        path = os.path.join(folder, name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            logging.warning("Removing %s, left by a checkpoint save that did not finish.", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def repair_state_file(folder):
+    """Rebuilds `folder/checkpoint` from the checkpoint files on disk if it is unreadable.
+
+    A garbled state file would make the manager see no checkpoint: training
+    would start over and delete the older checkpoints as it saves new ones.
+    """
+    state_path = os.path.join(folder, "checkpoint")
+    files = _checkpoint_files(folder)
+    if not files:
+        return
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError) as e:
+        logging.warning("The checkpoint state file %s is unreadable (%s).", state_path, e)
+        state = None
+    if state is not None and state.model_checkpoint_path:
+        return
+    logging.warning("Rebuilding %s from the checkpoint files on disk (newest: %s).",
+                    state_path, files[-1])
+    tf.compat.v1.train.update_checkpoint_state(
+        folder, files[-1], all_model_checkpoint_paths=files,
+        all_model_checkpoint_timestamps=[os.path.getmtime(f"{path}.index") for path in files])
+
+
+def restore_newest_readable(manager):
+    """Restores the newest checkpoint of `manager` that reads back whole; returns its path.
+
+    A damaged checkpoint (truncated or missing file, flipped byte) is skipped
+    with a warning naming it, and the previous one is tried; none is
+    deleted. Returns None when the manager has no checkpoint.
+
+    Raises:
+      ValueError: checkpoints exist but none of them can be restored.
+    """
+    paths = list(reversed(manager.checkpoints))
+    for path in paths:
+        try:
+            _restore(manager.checkpoint, path)
+            return path
+        except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
+            logging.warning("The checkpoint %s is damaged and was skipped (%s: %s); trying the "
+                            "previous one.", path, type(e).__name__, str(e).splitlines()[0])
+    if paths:
+        raise ValueError(f"None of the checkpoints in {os.path.dirname(paths[0])} can be "
+                         f"restored ({', '.join(os.path.basename(p) for p in paths)}); move "
+                         "the folder away to start over, or use a new --workdir.")
+    return None
 
 
 def model_variables(model):
