@@ -16,6 +16,12 @@ randomness from S directly:
 `derive` hashes (purpose, S) with numpy's `SeedSequence`, so distinct
 purposes give unrelated 31-bit seeds; `fold` is TF's stateless fold-in of a
 fixed per-purpose constant.
+
+The training loop asks for one epoch at a time: `derive(S, purpose, epoch)`
+and `seed_pairs(S, purpose, epoch)` are a function of (S, purpose, epoch)
+alone, so epoch e of a resumed run sees exactly the data of epoch e of an
+uninterrupted one (without `epoch`, a dataset reshuffles itself on every
+iteration, from the same first epoch in every process).
 """
 
 import numpy as np
@@ -33,32 +39,35 @@ def _code(purpose):
     return PURPOSES.index(purpose)
 
 
-def derive(seed, purpose):
+def derive(seed, purpose, epoch=None):
     """The int seed in [0, 2^31 - 1) of stream `purpose` under the user seed `seed`.
 
     Args:
       seed: the user's int seed (>= 0).
       purpose: one of `PURPOSES`.
+      epoch: the epoch (>= 0) whose seed this is, or None for the stream's seed.
 
     Returns:
       A Python int, for `tf.data` ops and `np.random.default_rng`.
     """
-    state = np.random.SeedSequence([_code(purpose), int(seed)]).generate_state(1, np.uint32)
+    entropy = [_code(purpose), int(seed)] + ([] if epoch is None else [int(epoch)])
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint32)
     return int(state[0] % (2 ** 31 - 1))
 
 
-def seed_pairs(seed, purpose, rerandomize_each_iteration=True):
+def seed_pairs(seed, purpose, epoch=None):
     """An endless `tf.data.Dataset` of stateless seeds int64 [2], one per element.
 
     Args:
       seed: the user's int seed.
       purpose: one of `PURPOSES`.
-      rerandomize_each_iteration: new pairs on every iteration (epoch) of
-        the dataset, the same sequence of epochs for the same seed.
+      epoch: the epoch whose pairs these are (the same on every iteration);
+        None: new pairs on every iteration of the dataset, the same sequence
+        of iterations for the same seed.
     """
     return tf.data.Dataset.random(
-        seed=derive(seed, purpose),
-        rerandomize_each_iteration=rerandomize_each_iteration).batch(2)
+        seed=derive(seed, purpose, epoch),
+        rerandomize_each_iteration=epoch is None).batch(2)
 
 
 def fold(seed, purpose):

@@ -78,7 +78,7 @@ def features(m1, images, sample, seed):
     return tf.reshape(z, [-1, 1, 1, m1.latent.latent_size])
 
 
-def to_features(dataset, m1, sample, seed=0, stream="m1_features"):
+def to_features(dataset, m1, sample, seed=0, stream="m1_features", epoch=None):
     """Maps every batch {"image", ...} of `dataset` to M1's features (other keys kept).
 
     Args:
@@ -90,12 +90,13 @@ def to_features(dataset, m1, sample, seed=0, stream="m1_features"):
       stream: the `tfvae.streams` purpose of the draws ("m1_features", or
         "m1_labelled_features" for the labelled stream of M1+M2): never the
         stream that binarized the same batches.
+      epoch: None, or the epoch whose draws these are (`tfvae.streams`).
 
     Returns:
       The dataset with "image" replaced by features [B, 1, 1, latent_size].
     """
     # Other draws in every epoch: the features are re-sampled like dynamic binarization.
-    draw_seeds = streams.seed_pairs(seed, stream)
+    draw_seeds = streams.seed_pairs(seed, stream, epoch)
 
     def convert(batch, draw_seed):
         draw_seed = tf.cast(draw_seed % (2 ** 31 - 1), tf.int32)

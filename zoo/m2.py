@@ -27,7 +27,6 @@ Kingma et al.'s M1 has two softplus layers of 600 units and 50 latents:
 
 import dataclasses
 
-from tfvae.data import datasets as data_lib
 from tfvae.distributions import families
 from tfvae.data import labelled as labelled_data
 from tfvae.distributions import latents
@@ -103,24 +102,20 @@ class Config(train.TrainConfig):
         info = super().dataset_info()
         return m1_features.feature_info(info, self.m1()) if self.m1_workdir else info
 
-    def num_train_examples(self):
-        """N: the training examples the unlabelled stream covers."""
-        n = data_lib.info(self.dataset).splits["train"]
-        return min(n, self.max_train_examples) if self.max_train_examples else n
-
-    def datasets(self):
-        """(train, validation, test): training batches are {"labelled", "unlabelled"}."""
-        unlabelled, validation, test = super().datasets()
+    def train_dataset(self, epoch=None):
+        """Training batches {"labelled", "unlabelled"} of epoch `epoch` (see `TrainConfig`)."""
+        unlabelled = super().train_dataset(epoch)
         labelled = labelled_data.labelled_dataset(
             self.dataset, self.num_labels, self.batch_size, seed=self.seed,
             binarize=self.binarize, data_dir=self.data_dir or None, download=self.download,
-            max_examples=self.max_train_examples or None)
+            max_examples=self.max_train_examples or None, epoch=epoch)
         if self.m1_workdir:      # the held-out splits are features already (`held_out_dataset`)
             m1 = self.m1()
-            unlabelled = m1_features.to_features(unlabelled, m1, sample=True, seed=self.seed)
+            unlabelled = m1_features.to_features(unlabelled, m1, sample=True, seed=self.seed,
+                                                 epoch=epoch)
             labelled = m1_features.to_features(labelled, m1, sample=True, seed=self.seed,
-                                               stream="m1_labelled_features")
-        return labelled_data.semi_supervised_dataset(unlabelled, labelled), validation, test
+                                               stream="m1_labelled_features", epoch=epoch)
+        return labelled_data.semi_supervised_dataset(unlabelled, labelled)
 
     def held_out_dataset(self, split, batch_size=None, max_examples=None):
         """The held-out images, or with an M1 their M1 features (posterior means)."""

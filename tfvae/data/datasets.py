@@ -322,7 +322,7 @@ def load_arrays(name, split, data_dir=None, download=True):
 
 def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
                  seed=0, shuffle=None, drop_remainder=False, max_examples=None,
-                 download=True):
+                 download=True, epoch=None):
     """Builds a deterministic batched `tf.data` pipeline of a named dataset.
 
     Args:
@@ -340,10 +340,13 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
       max_examples: if given, keep only the first `max_examples` examples
         (before shuffling), e.g. for tiny test subsets.
       download: whether to download the files when no local copy is found.
+      epoch: None, or the epoch (>= 0) whose order and dynamic binarization
+        the dataset holds: a function of (seed, epoch) alone, the same on
+        every iteration and in every process (what a resumed run needs).
 
     Returns:
       A `tf.data.Dataset` of dicts `{"image": float32 [B, H, W, C] in [0, 1],
-      "label": int64 [B]}`; iterating it again is a new epoch.
+      "label": int64 [B]}`; without `epoch`, iterating it again is a new epoch.
 
     Raises:
       ValueError: for an invalid argument or missing data (see `load_arrays`).
@@ -352,6 +355,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     validation.at_least("batch_size", batch_size, 1)
     validation.at_least("max_examples", max_examples, 1, allow_none=True)
     validation.at_least("seed", seed, 0)
+    validation.at_least("epoch", epoch, 0, allow_none=True)
     if shuffle is not None and not isinstance(shuffle, bool):
         raise ValueError("`shuffle` must be None or a bool. "
                          f"Received: shuffle={shuffle!r}")
@@ -372,8 +376,8 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     if shuffle is None:
         shuffle = split == "train"
     if shuffle:
-        dataset = dataset.shuffle(len(images), seed=streams.derive(seed, "shuffle"),
-                                  reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(images), seed=streams.derive(seed, "shuffle", epoch),
+                                  reshuffle_each_iteration=epoch is None)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
     def to_float(batch, draw_seed=None):
@@ -386,7 +390,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
     if binarize == "dynamic":
         # One stateless seed pair per batch, new pairs every epoch, the same
         # ones for the same `seed` (a stream of its own: `tfvae.streams`).
-        draw_seeds = streams.seed_pairs(seed, "binarize")
+        draw_seeds = streams.seed_pairs(seed, "binarize", epoch)
         dataset = tf.data.Dataset.zip(dataset, draw_seeds)
     dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -52,7 +52,7 @@ def balanced_indices(labels, num_labels, num_classes, seed):
 
 
 def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic",
-                     data_dir=None, download=True, max_examples=None):
+                     data_dir=None, download=True, max_examples=None, epoch=None):
     """An endless pipeline of labelled batches from a class-balanced training subset.
 
     Args:
@@ -63,6 +63,9 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
       binarize: "none", "dynamic" (a fresh Bernoulli draw per batch) or "static".
       data_dir, download: as in `tfvae.data.datasets.make_dataset`.
       max_examples: choose among the first N training examples only.
+      epoch: None, or the epoch whose order and binarization this is (a
+        function of (seed, epoch); see `tfvae.data.datasets.make_dataset`).
+        The subset itself depends on `seed` alone.
 
     Returns:
       An infinite `tf.data.Dataset` of {"image": float32 [B, H, W, C] in [0, 1],
@@ -83,10 +86,11 @@ def labelled_dataset(name, num_labels, batch_size, *, seed=0, binarize="dynamic"
             images, max_value, streams.derive(seed, "labelled_binarize")), 1
     dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
     # Repeat before batching: every batch is full even when batch_size > num_labels.
-    dataset = dataset.shuffle(len(index), seed=streams.derive(seed, "labelled_shuffle"),
+    # Each repetition reshuffles, reproducibly from the (seed, epoch) shuffle seed.
+    dataset = dataset.shuffle(len(index), seed=streams.derive(seed, "labelled_shuffle", epoch),
                               reshuffle_each_iteration=True).repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    draw_seeds = streams.seed_pairs(seed, "labelled_binarize")
+    draw_seeds = streams.seed_pairs(seed, "labelled_binarize", epoch)
 
     def to_float(batch, draw_seed):
         image = tf.cast(batch["image"], tf.float32) / max_value

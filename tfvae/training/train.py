@@ -109,6 +109,12 @@ class TrainConfig:
         for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
             validation.at_least(name, getattr(self, name), 0)
         validation.one_of("optimizer", self.optimizer, OPTIMIZERS)
+        if self.dataset in data_lib.DATASETS and self.num_train_examples() < self.batch_size:
+            raise ValueError(
+                f"`batch_size` ({self.batch_size}) exceeds the {self.num_train_examples()} "
+                "training examples: an epoch would train no step (the last, smaller batch is "
+                f"dropped). Received: batch_size={self.batch_size}, "
+                f"max_train_examples={self.max_train_examples}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={self.ema_decay!r}")
         if not self.learning_rate > 0:
@@ -176,11 +182,29 @@ class TrainConfig:
     def datasets(self):
         """Returns the (train, validation, test) `tf.data` pipelines of this run.
 
-        Batches are dicts {"image": [B, H, W, C], "label": [B]}. Entries whose
-        model needs other batches (e.g. labelled and unlabelled streams for
-        semi-supervised training) override this method in their Config.
+        Batches are dicts {"image": [B, H, W, C], "label": [B]}; the training
+        pipeline reshuffles itself on every iteration (`train_dataset(None)`).
         """
-        return _datasets(self)
+        return (self.train_dataset(), self.held_out_dataset("validation"),
+                self.held_out_dataset("test"))
+
+    def num_train_examples(self):
+        """N: the training examples an epoch covers (the split, or `max_train_examples`)."""
+        n = data_lib.info(self.dataset).splits["train"]
+        return min(n, self.max_train_examples) if self.max_train_examples else n
+
+    def train_dataset(self, epoch=None):
+        """The training pipeline of epoch `epoch` (>= 0): its order and dynamic
+        binarization are a function of (seed, epoch) alone, so a resumed run sees
+        the data an uninterrupted one does; None: reshuffled on every iteration.
+
+        Entries whose model needs other batches (the labelled and unlabelled
+        streams of semi-supervised training) override this method.
+        """
+        return data_lib.make_dataset(
+            self.dataset, "train", self.batch_size, binarize=self.binarize, seed=self.seed,
+            drop_remainder=True, max_examples=self.max_train_examples or None,
+            data_dir=self.data_dir or None, download=self.download, epoch=epoch)
 
     def dataset_info(self):
         """The `tfvae.data.datasets.DatasetInfo` of the data the model sees (overridden
@@ -265,14 +289,6 @@ def check_resumable(config_json, path, added_fields=None):
             f"mix two experiments. Use a new --workdir. Config file: {path}")
 
 
-def _datasets(config):
-    common = dict(data_dir=config.data_dir or None, download=config.download)
-    train = data_lib.make_dataset(
-        config.dataset, "train", config.batch_size, binarize=config.binarize, seed=config.seed,
-        drop_remainder=True, max_examples=config.max_train_examples or None, **common)
-    return train, config.held_out_dataset("validation"), config.held_out_dataset("test")
-
-
 def make_optimizer(config):
     """The Keras optimizer of `config` (Adam or Adamax, optionally with EMA weights)."""
     cls = keras.optimizers.Adamax if config.optimizer == "adamax" else keras.optimizers.Adam
@@ -318,19 +334,21 @@ def run(config, build_model, workdir):
     Returns:
       The metrics dict written to `workdir/metrics.json`.
     """
+    # Everything is checked, and the model built, before anything is written: a value
+    # only the model's constructor refuses must not leave a config.json behind.
     config.check_inputs()
-    os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, "config.json")
     check_resumable(config.to_json(), config_path, config.added_fields())
-    write_json_atomic(config_path, config.to_json())
     keras.utils.set_random_seed(config.seed)
 
     info = config.dataset_info()
-    train_ds, val_ds, test_ds = config.datasets()
+    val_ds, test_ds = config.held_out_dataset("validation"), config.held_out_dataset("test")
     first_batch = next(iter(val_ds))
     first = first_batch["image"]
     strategy = make_strategy(config.strategy, config.tpu)
     model = build_compiled(config, build_model, info, first, strategy)
+    os.makedirs(workdir, exist_ok=True)
+    write_json_atomic(config_path, config.to_json())
 
     checkpoint = callbacks_lib.ResumableCheckpoint(
         os.path.join(workdir, "checkpoints"), monitor="val_elbo", mode="max",
@@ -347,10 +365,15 @@ def run(config, build_model, workdir):
                                                       seed=config.seed, labels=labels))
     if checkpoint.stopped_early:
         logging.info("This run stopped early before; not training further.")
-    elif initial_epoch < config.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                  initial_epoch=initial_epoch, callbacks=callbacks, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+    else:
+        # One `fit` per epoch on that epoch's data (`train_dataset(epoch)`): the data of
+        # epoch e does not depend on how many epochs this process has run.
+        for epoch in range(initial_epoch, config.epochs):
+            model.fit(config.train_dataset(epoch), validation_data=val_ds, epochs=epoch + 1,
+                      initial_epoch=epoch, callbacks=callbacks, shuffle=False,
+                      verbose=1 if sys.stdout.isatty() else 2)
+            if checkpoint.stopped_early:
+                break
     checkpoint.restore_best()
     if config.ema_decay:
         # The Polyak average (kept by the optimizer, restored with it) replaces the weights.
