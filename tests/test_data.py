@@ -293,18 +293,32 @@ def test_not_found_error_names_dataset_and_places(tmp_path, monkeypatch,
                                                   empty_keras_cache, name):
     absent_debian = tmp_path / "no-debian"
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", str(absent_debian))
-    empty = tmp_path / "empty"
-    empty.mkdir()
     with pytest.raises(data.DataNotFoundError) as raised:
-        data.load_arrays(name, "train", data_dir=str(empty), download=False)
+        data.load_arrays(name, "train", download=False)
     message = str(raised.value)
     assert isinstance(raised.value, ValueError)
     assert repr(name) in message and "download=False" in message
-    assert str(empty) in message and str(empty_keras_cache) in message
+    assert str(empty_keras_cache) in message
     assert "--data_dir" in message
     if name == "fashion_mnist":
         assert str(absent_debian) in message and "dataset-fashion-mnist" in message
         assert "train-images-idx3-ubyte" in message
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "binarized_mnist"])
+def test_an_explicit_data_dir_is_used_alone(tmp_path, name):
+    """An empty or partial --data_dir is refused, naming it; it never falls back to the
+    Keras cache, Debian's copy (installed here for fashion_mnist) or a download."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "train-images-idx3-ubyte.gz").write_bytes(b"")         # one file of four
+    for folder in (empty, partial):
+        with pytest.raises(data.DataNotFoundError, match="An explicit data_dir is used alone"
+                           ) as raised:
+            data.load_arrays(name, "train", data_dir=str(folder), download=True)
+        assert f"Received: data_dir={str(folder)!r}" in str(raised.value)
 
 
 def test_failed_download_is_reported_not_raised_raw(tmp_path, monkeypatch):

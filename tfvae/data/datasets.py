@@ -214,9 +214,19 @@ def _locate(name, data_dir, download):
     """Finds (or downloads) the files of `name`; returns (format, paths)."""
     keras_dir = keras_datasets_dir()
     _, data_dir_subdirs, keras_subdirs = _LAYOUTS[name]
-    candidates = [(os.path.join(data_dir, s), "data_dir")
-                  for s in (data_dir_subdirs if data_dir is not None else ())]
-    candidates += [(os.path.join(keras_dir, s), "Keras cache") for s in keras_subdirs]
+    if data_dir is not None:
+        # An explicit data_dir is the user's choice: used alone, never silently replaced.
+        for directory in (os.path.join(data_dir, s) for s in data_dir_subdirs):
+            found = _find_in(directory, name)
+            if found:
+                logging.info("Loading %s from %s (data_dir).", name, directory)
+                return found
+        raise DataNotFoundError(
+            f"Dataset {name!r} not found in `data_dir` (--data_dir): it holds no complete "
+            f"file set ({_EXPECTED_FILES[name]}, in it or in a subfolder named like the "
+            f"dataset). An explicit data_dir is used alone: fix it or leave it unset. "
+            f"Received: data_dir={data_dir!r}")
+    candidates = [(os.path.join(keras_dir, s), "Keras cache") for s in keras_subdirs]
     if name == "fashion_mnist":
         candidates.append((DEBIAN_FASHION_MNIST_DIR, "Debian package"))
     for directory, source in candidates:
@@ -275,7 +285,7 @@ def load_arrays(name, split, data_dir=None, download=True):
       name: one of `DATASETS`.
       split: "train", "validation" or "test".
       data_dir: optional folder with the dataset files (or a parent holding a
-        subfolder named like the dataset); looked at first.
+        subfolder named like the dataset); used alone when given (no fallback).
       download: whether to download the files when no local copy is found.
 
     Returns:
