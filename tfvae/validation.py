@@ -29,6 +29,14 @@ def at_least(name, value, minimum, allow_none=False):
     return int(value)
 
 
+def divides(name, value, sizes, what="the latent size"):
+    """Returns `value`; raises unless the integer `value` divides every size in `sizes`
+    (e.g. free-bits groups and the latent layers they split)."""
+    if any(int(size) % value for size in sizes):
+        raise ValueError(f"`{name}` must divide {what} {list(sizes)}. Received: {name}={value!r}")
+    return value
+
+
 def unused_at_default(config, names, reason):
     """Raises unless each field in `names` of the dataclass `config` has its default.
 

@@ -120,6 +120,7 @@ def main(entry_module):
         logging.set_verbosity(logging.INFO)
         try:
             config = config_from_flags(entry_module.Config, presets)
+            config.check_inputs()        # files the flags name, before anything is written
         except ValueError as e:
             raise app.UsageError(str(e)) from None
         train.run(config, entry_module.build_model, FLAGS.workdir)

@@ -6,6 +6,10 @@ in `DIR/config.json`, and prints one JSON line: dataset, split, n, elbo,
 log_likelihood (importance sampling, book §2.6, with K =
 num_importance_samples), likelihood_kind, bits_per_dim where it is defined
 (`tfvae.evaluation.estimators`), and their standard errors.
+
+A SavedModel is a program, not data: loading one runs the graph code in it, so
+evaluate with `--saved_model` only an export you made or trust (`model.keras`
+is loaded in Keras's safe mode, which refuses a planted `Lambda` layer).
 """
 
 import json
@@ -23,9 +27,13 @@ flags.DEFINE_integer("num_samples", 1000, "K, importance samples per example (0 
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate.")
 flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N examples (0 = all).")
 flags.DEFINE_integer("batch_size", 100, "Examples per evaluation batch.")
-flags.DEFINE_integer("chunk_size", 100, "Importance samples per chunk (bounds memory).")
+flags.DEFINE_integer("chunk_size", 100, "Importance samples per chunk (bounds memory; with "
+                     "--saved_model the export's chunk size applies).")
 flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
-flags.DEFINE_bool("saved_model", False, "Evaluate the exported SavedModel instead of model.keras.")
+flags.DEFINE_bool("saved_model", False,
+                  "Evaluate the exported SavedModel (DIR/saved_model) instead of model.keras. "
+                  "A SavedModel is executable code (its graph runs when it is loaded and "
+                  "called): only use this on exports you made or trust.")
 flags.DEFINE_string("data_dir", "", "Override the data_dir recorded in config.json.")
 flags.mark_flag_as_required("workdir")
 FLAGS = flags.FLAGS
@@ -58,9 +66,27 @@ def _saved_model_functions(path, num_samples):
             lambda batch, seed: call("log_prob", batch, seed), support)
 
 
+def check_arguments(num_samples=1000, split="test", max_examples=0, batch_size=100,
+                    chunk_size=100):
+    """Raises ValueError naming the first invalid argument (the flag of the same name)."""
+    from tfvae import validation
+
+    validation.at_least("num_samples", num_samples, 0)
+    validation.one_of("split", split, ("train", "validation", "test"))
+    validation.at_least("max_examples", max_examples, 0)
+    validation.at_least("batch_size", batch_size, 1)
+    validation.at_least("chunk_size", chunk_size, 1)
+
+
 def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, batch_size=100,
                      chunk_size=100, seed=0, use_saved_model=False, data_dir=""):
-    """Returns the evaluation dict for a trained workdir (see module docstring)."""
+    """Returns the evaluation dict for a trained workdir (see module docstring).
+
+    Raises:
+      ValueError: an invalid argument (`check_arguments`, before anything is
+        loaded), or a workdir without a (readable) config.json or model.
+    """
+    check_arguments(num_samples, split, max_examples, batch_size, chunk_size)
     import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae.evaluation import estimators as evaluation
 
@@ -83,6 +109,11 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    try:
+        check_arguments(FLAGS.num_samples, FLAGS.split, FLAGS.max_examples, FLAGS.batch_size,
+                        FLAGS.chunk_size)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     result = evaluate_workdir(FLAGS.workdir, FLAGS.num_samples, FLAGS.split, FLAGS.max_examples,
                               FLAGS.batch_size, FLAGS.chunk_size, FLAGS.seed,
                               FLAGS.saved_model, FLAGS.data_dir)

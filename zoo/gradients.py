@@ -22,8 +22,24 @@ from absl import logging
 FLAGS = flags.FLAGS
 
 
+def check_arguments(split="test", batch_size=100, num_draws=200, baseline_samples=8):
+    """Raises ValueError naming the first invalid argument (the flag of the same name)."""
+    from tfvae import validation
+
+    validation.one_of("split", split, ("train", "validation", "test"))
+    validation.at_least("batch_size", batch_size, 1)
+    validation.at_least("num_draws", num_draws, 2)   # a variance needs two draws
+    validation.at_least("baseline_samples", baseline_samples, 1)
+
+
 def measure(workdir, split="test", batch_size=100, num_draws=200, baseline_samples=8, seed=0):
-    """Returns the JSON-able result dict for a trained workdir (see module docstring)."""
+    """Returns the JSON-able result dict for a trained workdir (see module docstring).
+
+    Raises:
+      ValueError: an invalid argument (`check_arguments`, before anything is
+        loaded), or a workdir without config.json and model.keras.
+    """
+    check_arguments(split, batch_size, num_draws, baseline_samples)
     import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae.evaluation import gradient_variance as diagnostics
     from zoo import workdirs
@@ -55,6 +71,10 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
+    try:
+        check_arguments(FLAGS.split, FLAGS.batch_size, FLAGS.num_draws, FLAGS.baseline_samples)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     result = measure(FLAGS.workdir, FLAGS.split, FLAGS.batch_size, FLAGS.num_draws,
                      FLAGS.baseline_samples, FLAGS.seed)
     sys.stdout.write(table(result) + "\n" + json.dumps(result) + "\n")

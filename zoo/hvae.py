@@ -73,6 +73,8 @@ class Config(train.TrainConfig):
                              f"({len(self.latent_sizes)}). Received: hidden_units={self.hidden_units!r}")
         for name in ("depth", "iaf_context_size", "free_bits_groups"):
             validation.at_least(name, getattr(self, name), 1)
+        validation.divides("free_bits_groups", self.free_bits_groups, self.latent_sizes,
+                           "every latent layer's size")
         validation.at_least("kl_warmup_steps", self.kl_warmup_steps, 0)
         validation.at_least("iaf_steps", self.iaf_steps, 0)
 

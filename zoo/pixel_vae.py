@@ -61,6 +61,7 @@ class Config(train.TrainConfig):
         for name in ("latent_size", "context_channels", "pixelcnn_filters", "pixelcnn_layers",
                      "free_bits_groups"):
             validation.at_least(name, getattr(self, name), 1)
+        validation.divides("free_bits_groups", self.free_bits_groups, (self.latent_size,))
         if not self.hidden_units or min(self.hidden_units) < 1:
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")

@@ -109,6 +109,8 @@ class Config(train.TrainConfig):
             raise ValueError(f"`hidden_units` must be positive integers. "
                              f"Received: hidden_units={self.hidden_units!r}")
         self.objective()            # its options are checked before anything is written
+        # Against the latent size too (the model would refuse it only once built).
+        validation.divides("free_bits_groups", self.free_bits_groups, (self.latent_size,))
 
     def objective(self):
         """The training objective of these options (the ELBO; variants return theirs)."""

@@ -90,7 +90,8 @@ def load_model(path, argument="workdir"):
 
     Raises:
       ValueError: the file is missing, or corrupt or truncated (not a whole
-        `.keras` zip archive, or one Keras cannot read); the error names the
+        `.keras` zip archive, or one Keras cannot read), or it holds Python code
+        (a `Lambda` layer) that Keras's safe mode refuses; the error names the
         file and `argument`.
     """
     import zipfile
@@ -114,4 +115,14 @@ def load_model(path, argument="workdir"):
         raise ValueError(f"{path} is corrupt or truncated ({damaged} does not read back); "
                          f"train again or restore it. Received: {argument}="
                          f"{os.path.dirname(path)!r}")
-    return keras.saving.load_model(path)
+    try:
+        # Keras's safe mode (the default): a file with Python code (a `Lambda` layer's
+        # function) is refused instead of run.
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" not in str(e):
+            raise
+        raise ValueError(f"{path} holds Python code (a `Lambda` layer's function), which is "
+                         "not loaded: a .keras file from elsewhere could run anything. Only "
+                         f"load files you trust. Received: {argument}="
+                         f"{os.path.dirname(path)!r}. Keras: {e}") from None

@@ -6,8 +6,10 @@ flow density model and every variant:
   - the batch: `read_batch(data)` turns whatever `fit`, `evaluate` or a user
     hands over (a dict {"image", "label"}, an (x, labels) pair, a tensor)
     into one `Batch(x, context, labelled)`, read once per step, with the
-    shape checked and, for estimators, the values (finite; inside the
-    likelihood's support);
+    shape and dtype checked and, for estimators and the serving endpoints,
+    the values (a non-empty batch; finite; inside the likelihood's support),
+    and the counts K of `log_prob` and n of `sample` (`check_count`), eagerly
+    and in graph (the exported SavedModel);
   - seeds: a training and an evaluation `SeedGenerator` from `seed`, or an
     explicit stateless seed; the IS draws come from their own stream;
   - metric trackers of the objective's terms (`track_metrics`), plus
@@ -53,6 +55,7 @@ import tensorflow as tf
 from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as objectives
 from tfvae import streams
+from tfvae import validation
 from tfvae.models import guarded_step
 
 Batch = collections.namedtuple("Batch", ["x", "context", "labels", "labelled"],
@@ -75,6 +78,93 @@ def deserialize(obj):
 
 # Metrics of the train step only (the held-out step reports the objective's terms).
 TRAINING_ONLY = ("skipped_steps", "grad_norm")
+
+
+# ------------------------------------------------------------------ input checks
+# Eagerly a bad input raises ValueError; in a graph (a `tf.function`, the exported
+# SavedModel, whose callers may import only TensorFlow) the checked tensor carries
+# assertions that fail with an `InvalidArgumentError` naming the input before any op
+# uses the value (both messages name the input as `name`).
+
+def check_count(name, value, minimum):
+    """Returns `value`, a count (a Python int or an integer scalar tensor), if >= `minimum`.
+
+    Raises:
+      ValueError: `value` is not an integer scalar, or (a Python int or an eager
+        tensor) is < `minimum`: "`name` must be an integer >= minimum".
+      tf.errors.InvalidArgumentError: in a graph, when the returned tensor is
+        evaluated with a value < `minimum` (the same message).
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, np.integer, tf.Tensor, tf.Variable, np.ndarray)):
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+    if isinstance(value, (int, np.integer)):
+        return validation.at_least(name, value, minimum)
+    value = tf.convert_to_tensor(value)
+    if not value.dtype.is_integer or value.shape.rank not in (0, None):
+        raise ValueError(f"`{name}` must be an integer scalar >= {minimum}. Received: a "
+                         f"{value.dtype.name} tensor of shape {value.shape}")
+    if tf.executing_eagerly():
+        validation.at_least(name, int(value.numpy()), minimum)
+        return value
+    check = tf.debugging.assert_greater_equal(
+        value, tf.cast(minimum, value.dtype), message=f"`{name}` must be an integer >= {minimum}.")
+    with tf.control_dependencies([check]):
+        return tf.identity(value)
+
+
+def check_tensor(name, x, bounds=None):
+    """Returns x [B, ...] if it holds at least one example, only finite values, and values
+    inside `bounds` (low, high) (None: the real line).
+
+    Raises (eagerly ValueError, in a graph InvalidArgumentError when x is evaluated):
+      "`name` is an empty batch", "`name` contains ... non-finite values", "`name` must
+      lie in [low, high]" (eager) / "`name` must be >= low" / "... <= high" (graph).
+    """
+    if tf.executing_eagerly():
+        values = x.numpy()
+        if values.ndim and not values.shape[0]:
+            raise ValueError(f"`{name}` is an empty batch: it holds no examples. "
+                             f"Received: shape={list(values.shape)}")
+        bad = int(np.size(values) - np.isfinite(values).sum())
+        if bad:
+            raise ValueError(f"`{name}` contains {bad} non-finite values (NaN or inf).")
+        if bounds and values.size and (values.min() < bounds[0] or values.max() > bounds[1]):
+            raise ValueError(
+                f"`{name}` must lie in [{bounds[0]}, {bounds[1]}] for a Bernoulli likelihood. "
+                f"Received: min={values.min()}, max={values.max()}")
+        return x
+    checks = []
+    if x.shape.rank:
+        checks.append(tf.debugging.assert_positive(
+            tf.shape(x)[0], message=f"`{name}` is an empty batch: it holds no examples"))
+    # In this order: an empty batch, a NaN are named as such, not as out of range.
+    with tf.control_dependencies(checks):
+        checks = [tf.debugging.assert_all_finite(x, f"`{name}` contains non-finite values.")]
+    if bounds:
+        with tf.control_dependencies(checks):
+            checks = [
+                tf.debugging.assert_greater_equal(x, tf.cast(bounds[0], x.dtype),
+                                                  message=f"`{name}` must be >= {bounds[0]:g}."),
+                tf.debugging.assert_less_equal(x, tf.cast(bounds[1], x.dtype),
+                                               message=f"`{name}` must be <= {bounds[1]:g}.")]
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
+
+
+def check_numeric(name, data):
+    """Raises ValueError unless `data` (an array, a tensor, a list) holds numbers."""
+    dtype = getattr(data, "dtype", None)
+    if dtype is None:
+        dtype = np.asarray(data).dtype
+    try:
+        dtype = tf.as_dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+        received = getattr(dtype, "name", None) or str(getattr(data, "dtype", type(data).__name__))
+        raise ValueError(f"`{name}` must hold numbers (a float or integer tensor). "
+                         f"Received: dtype={received}")
 
 
 class LatentVariableModel(keras.Model):
@@ -190,6 +280,7 @@ class LatentVariableModel(keras.Model):
             data = data["image"]
         elif isinstance(data, (tuple, list)):
             data = data[0]
+        check_numeric("x", data)
         x = tf.cast(data, self.compute_dtype)
         self.check_shape(x.shape)
         return self.check_values(x) if check_values else x
@@ -205,31 +296,20 @@ class LatentVariableModel(keras.Model):
         return (0.0, 1.0) if self.likelihood_support == "binary" else None
 
     def check_values(self, x):
-        """Raises if x has non-finite values or values outside `value_range()`.
+        """Raises unless x [B, ...] is a non-empty batch of finite values inside
+        `value_range()` (`check_tensor`: eagerly a ValueError; in a graph, a
+        `tf.function` or the SavedModel, an `InvalidArgumentError` from assertions
+        placed before x is used)."""
+        return check_tensor("x", x, self.value_range())
 
-        Eagerly a ValueError; in a graph (a `tf.function`, the SavedModel) an
-        `InvalidArgumentError` from assertions placed before x is used.
-        """
-        support = self.value_range()
-        if tf.executing_eagerly():
-            values = x.numpy()
-            bad = int(np.size(values) - np.isfinite(values).sum())
-            if bad:
-                raise ValueError(f"`x` contains {bad} non-finite values (NaN or inf).")
-            if support and values.size and (values.min() < support[0] or values.max() > support[1]):
-                raise ValueError(
-                    f"`x` must lie in [{support[0]}, {support[1]}] for a Bernoulli likelihood. "
-                    f"Received: min={values.min()}, max={values.max()}")
-            return x
-        checks = [tf.debugging.assert_all_finite(x, "`x` contains non-finite values.")]
-        if support:
-            # After the finiteness check: a NaN must be named as such, not as out of range.
-            with tf.control_dependencies(checks):
-                checks = [
-                    tf.debugging.assert_greater_equal(x, support[0], message="`x` must be >= 0."),
-                    tf.debugging.assert_less_equal(x, support[1], message="`x` must be <= 1.")]
-        with tf.control_dependencies(checks):
-            return tf.identity(x)
+    def check_latents(self, z):
+        """z [N, ...] for `decode` if it is a non-empty batch of finite numbers (`check_tensor`)."""
+        check_numeric("z", z)
+        return check_tensor("z", tf.cast(z, self.compute_dtype))
+
+    def check_count(self, name, value, minimum):
+        """`check_count`: `value` if it is an integer >= `minimum` (checked in graph too)."""
+        return check_count(name, value, minimum)
 
     def as_batch(self, data):
         """`data` as a `Batch` (unchecked values): what `objective` works on."""
@@ -264,11 +344,8 @@ class LatentVariableModel(keras.Model):
           seed: stateless seed [2] (None: the model's evaluation generator);
             the draws come from its "importance" stream.
         """
+        num_samples, chunk_size = self.importance_counts(num_samples, chunk_size)
         batch = self.read_batch(x if context is None else (x, context), check_values=True)
-        if isinstance(num_samples, (int, np.integer)):
-            if num_samples < 1:
-                raise ValueError(f"`num_samples` must be >= 1. Received: num_samples={num_samples}")
-            chunk_size = min(chunk_size, int(num_samples))  # no masked-away samples for small K
         # A stream of its own: the same seed in `elbo` must not give the same draws.
         seed = streams.fold(self.eval_seed(seed), "importance")
         weights = self.log_weights_fn(batch)
@@ -277,6 +354,21 @@ class LatentVariableModel(keras.Model):
             return weights(chunk_size, tf.random.experimental.stateless_fold_in(seed, chunk))
 
         return objectives.chunked_log_mean_exp(log_weights, num_samples, chunk_size)
+
+    def importance_counts(self, num_samples, chunk_size):
+        """(K, chunk_size) of `log_prob`, checked: K >= 1 (a Python int, or a scalar tensor
+        checked in graph too), chunk_size a Python int >= 1 (min(chunk_size, K) for an int K:
+        no masked-away samples for small K).
+
+        Raises:
+          ValueError: eagerly, K < 1 or chunk_size < 1 (naming the argument).
+          tf.errors.InvalidArgumentError: in a graph, a tensor K < 1.
+        """
+        chunk_size = validation.at_least("chunk_size", chunk_size, 1)
+        num_samples = self.check_count("num_samples", num_samples, 1)
+        if isinstance(num_samples, int):
+            chunk_size = min(chunk_size, num_samples)
+        return num_samples, chunk_size
 
     # --------------------------------------------------------------- training
     @property

@@ -144,22 +144,29 @@ class ConditionalVAE(vae.VAE):
         """
         labels = tf.convert_to_tensor(labels)
         if labels.shape.rank == 0:
-            labels = tf.range(labels) % self.num_classes
+            labels = tf.range(self.check_count("num_samples", labels, 0)) % self.num_classes
+        else:
+            labels = self.check_labels(labels)
         n = tf.shape(labels)[0]
         z = self.prior().sample(n, seed=self.eval_seed(seed))
         return self.decode(z, labels).mean()
 
     def serving_endpoints(self, chunk_size=100):
         """Signatures: encode(x, labels), decode(z, labels), sample(labels, seed),
-        elbo(x, labels, seed), log_prob(x, labels, num_samples, seed) (of log p(x|y))."""
+        elbo(x, labels, seed), log_prob(x, labels, num_samples, seed) (of log p(x|y)),
+        their inputs checked in graph as `VAE.serving_endpoints`' (and labels in
+        [0, num_classes))."""
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         labels = tf.TensorSpec([None], tf.int32, name="labels")
         latent = tf.TensorSpec([None, self.latent.latent_size], tf.float32, name="z")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
         return [
-            ("encode", self.posterior_summary, [image, labels]),
-            ("decode", lambda z, y: {"mean": self.decode(z, y).mean()}, [latent, labels]),
+            ("encode", lambda x, y: self.posterior_summary(
+                self.read_examples(x, check_values=True), self.check_labels(y)),
+             [image, labels]),
+            ("decode", lambda z, y: {"mean": self.decode(
+                self.check_latents(z), self.check_labels(y)).mean()}, [latent, labels]),
             ("sample", lambda y, s: {"images": self.sample(y, seed=s)}, [labels, seed]),
             ("elbo", lambda x, y, s: {"elbo": self.elbo(x, y, seed=s)}, [image, labels, seed]),
             ("log_prob", lambda x, y, n, s: {"log_prob": self.log_prob(

@@ -126,11 +126,13 @@ class FlowDensity(base.LatentVariableModel):
         `num_samples` dequantization draws (tighter than `elbo` as K grows);
         for continuous data the exact density (K is not used)."""
         if not self.num_bits:
+            self.importance_counts(num_samples, chunk_size)   # unused, but checked as everywhere
             return self.flow.distribution().log_prob(self._flat(x, check_values=True))
         return super().log_prob(x, context, num_samples, chunk_size, seed)
 
     def sample(self, num_samples, seed=None):
         """Samples [num_samples, *event_shape]; images mapped back to [0, 1]."""
+        num_samples = self.check_count("num_samples", num_samples, 0)
         y = self.flow.distribution().sample(num_samples, seed=self.eval_seed(seed))
         if self.num_bits:
             if self.logit_alpha:

@@ -143,6 +143,7 @@ class HierarchicalVAE(base_model.LatentVariableModel):
 
         `temperature` multiplies the prior scales of every layer (1 = the model).
         """
+        num_samples = self.check_count("num_samples", num_samples, 0)
         return self._params_to_likelihood(
             self.stack.generate(num_samples, self.eval_seed(seed), temperature=temperature)).mean()
 
@@ -223,7 +224,8 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         return tf.reduce_mean(tf.stack(elbos), axis=0)
 
     def serving_endpoints(self, chunk_size=100):
-        """SavedModel signatures: encode, decode, sample, sample_temperature, elbo, log_prob."""
+        """SavedModel signatures: encode, decode, sample, sample_temperature, elbo, log_prob,
+        their inputs checked in graph as `VAE.serving_endpoints`'."""
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         size = sum(base.flat_size(s) for s in self.stack.latent_shapes)
         latent = tf.TensorSpec([None, size], tf.float32, name="z")
@@ -231,8 +233,9 @@ class HierarchicalVAE(base_model.LatentVariableModel):
         count = tf.TensorSpec([], tf.int32, name="num_samples")
         temperature = tf.TensorSpec([], tf.float32, name="temperature")
         return [
-            ("encode", self.posterior_summary, [image]),
-            ("decode", lambda z: {"mean": self.decode(z).mean()}, [latent]),
+            ("encode", lambda x: self.posterior_summary(self.read_examples(x, check_values=True)),
+             [image]),
+            ("decode", lambda z: {"mean": self.decode(self.check_latents(z)).mean()}, [latent]),
             ("sample", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
             ("sample_temperature", lambda n, s, t: {"images": self.sample(
                 n, seed=s, temperature=t)}, [count, seed, temperature]),

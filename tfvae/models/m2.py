@@ -272,7 +272,8 @@ class M2(cvae.ConditionalVAE):
         conditional = [e for e in super().serving_endpoints(chunk_size)
                        if e[0] in ("encode", "decode", "sample")]
         return conditional + [
-            ("classify", lambda x: {"probs": self.classify(x)}, [image]),
+            ("classify", lambda x: {"probs": self.classify(
+                self.read_examples(x, check_values=True))}, [image]),
             ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
             ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),

@@ -64,6 +64,7 @@ class PixelVAE(vae.VAE):
 
     def sample(self, num_samples, seed=None):
         """Binary samples x ~ p(x|z), z ~ p(z): [num_samples, H, W, 1] (H * W PixelCNN passes)."""
+        num_samples = self.check_count("num_samples", num_samples, 0)
         seed = self.eval_seed(seed)
         z_seed, x_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         z = self.prior().sample(num_samples, seed=z_seed)

@@ -139,6 +139,7 @@ class VAE(base.LatentVariableModel):
 
     def sample(self, num_samples, seed=None):
         """Draws z ~ p(z) and returns the decoder means E[x|z] [num_samples, H, W, C]."""
+        num_samples = self.check_count("num_samples", num_samples, 0)
         z = self.prior().sample(num_samples, seed=self.eval_seed(seed))
         return self.decode(z).mean()
 
@@ -230,14 +231,20 @@ class VAE(base.LatentVariableModel):
         decode(z [n, d]) -> {mean} [n, H, W, C]; sample(num_samples [], seed [2])
         -> {images}; elbo(x, seed) -> {elbo} [n]; log_prob(x, num_samples, seed)
         -> {log_prob} [n] (importance sampling with K = num_samples, §2.6).
+
+        Every input is checked in graph (`check_values`, `check_latents`,
+        `check_count`): an empty batch, a NaN or inf, x outside the
+        likelihood's support, K < 1 or num_samples < 0 fail with an
+        InvalidArgumentError naming the input, in a process without tfvae too.
         """
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         latent = tf.TensorSpec([None, self.latent.latent_size], tf.float32, name="z")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
         return [
-            ("encode", self.posterior_summary, [image]),
-            ("decode", lambda z: {"mean": self.decode(z).mean()}, [latent]),
+            ("encode", lambda x: self.posterior_summary(self.read_examples(x, check_values=True)),
+             [image]),
+            ("decode", lambda z: {"mean": self.decode(self.check_latents(z)).mean()}, [latent]),
             ("sample", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
             ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
             ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(

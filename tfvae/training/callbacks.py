@@ -337,8 +337,11 @@ class ImageSummaries(keras.callbacks.Callback):
             self._sample = tf.function(lambda: self.model.sample(self.num_samples,
                                                                  seed=[self.seed, 0]))
         samples = self._sample().numpy()
-        with self._writer.as_default(step=epoch + 1):
-            tf.summary.image("prior_samples", image_grid(samples, columns))
+        # The step of Keras's epoch scalars (the 0-based epoch), so images and scalars align.
+        with self._writer.as_default(step=epoch):
+            tf.summary.image("prior_samples", image_grid(samples, columns),
+                             description="Decoder means E[x|z] of the same z ~ p(z) every "
+                                         "epoch.")
             batch = {"image": tf.constant(x)}
             if self.labels is not None:
                 batch["label"] = tf.constant(self.labels)
@@ -349,7 +352,9 @@ class ImageSummaries(keras.callbacks.Callback):
                 pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
                                   recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
                 tf.summary.image("reconstructions",
-                                 image_grid(pairs.reshape(-1, *x.shape[1:]), columns))
+                                 image_grid(pairs.reshape(-1, *x.shape[1:]), columns),
+                                 description="Rows 1, 3, 5, ...: held-out data; the row below "
+                                             "each: its reconstruction E[x|z = E_q z].")
                 tf.summary.histogram("posterior_mean", summary["loc"])
                 tf.summary.histogram("posterior_stddev", summary["scale"])
         self._writer.flush()

@@ -5,7 +5,10 @@ with TFP imported and as DT_INVALID outputs); each model lists its own
 (`serving_endpoints`): a VAE's `encode`, `decode`, `sample`, `elbo`,
 `log_prob`, a flow density model's `log_prob`, `elbo`, `sample`. `saved_model_cli show --all` lists them, TF Serving
 serves them, and `tf.saved_model.load` in a process that imports only
-TensorFlow calls them.
+TensorFlow calls them. Each endpoint checks its inputs in the graph (the
+model's `check_values`, `check_latents`, `check_count`): a bad input fails
+with an `InvalidArgumentError` naming it instead of giving NaN or a plausible
+wrong number.
 """
 
 import keras

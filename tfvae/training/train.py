@@ -125,8 +125,12 @@ class TrainConfig:
 
         `validate` checks the values alone (a config is plain data: no I/O);
         this reads what the config points to, and `run` calls it before it
-        writes anything. Entries whose config names such inputs extend it.
+        writes anything. Entries whose config names such inputs extend it. Here: an
+        explicit `data_dir` must hold the dataset (it is used alone).
         """
+        if self.data_dir:
+            data_lib.load_arrays(self.dataset, "train", data_dir=self.data_dir,
+                                 download=self.download)
 
     def added_fields(self):
         """{field: value} of fields added after workdirs were written without them: an
@@ -174,7 +178,7 @@ class TrainConfig:
         """
         max_examples = self.max_eval_examples if max_examples is None else max_examples
         return data_lib.make_dataset(
-            self.dataset, split, batch_size or self.batch_size,
+            self.dataset, split, self.batch_size if batch_size is None else batch_size,
             binarize="none" if self.binarize == "none" else "static", seed=EVAL_BINARIZE_SEED,
             max_examples=max_examples or None, data_dir=self.data_dir or None,
             download=self.download)
