@@ -47,27 +47,20 @@ def _make_data():
 class _Config(zoo.vae.Config):
     """The `vae` entry on this file's data: good images first, then their negatives."""
 
-    def datasets(self):
-        train_images, val_images = _make_data()
-        epochs_started = [0]
+    def train_dataset(self, epoch=None):
+        """Epochs 0 .. GOOD_EPOCHS - 1 on the good images, later ones on their negatives
+        (the loop asks for one epoch at a time)."""
+        train_images, _ = _make_data()
+        images = train_images if epoch is not None and epoch < GOOD_EPOCHS else 1.0 - train_images
+        return _batches(images)
 
-        def train_batches():
-            epochs_started[0] += 1
-            images = train_images if epochs_started[0] <= GOOD_EPOCHS else 1.0 - train_images
-            for start in range(0, len(images), BATCH_SIZE):
-                batch = images[start:start + BATCH_SIZE]
-                yield {"image": batch, "label": np.zeros(len(batch), np.int64)}
+    def held_out_dataset(self, split, batch_size=None, max_examples=None):
+        return _batches(_make_data()[1])
 
-        spec = {"image": tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32),
-                "label": tf.TensorSpec((None,), tf.int64)}
-        train_ds = tf.data.Dataset.from_generator(train_batches, output_signature=spec).apply(
-            tf.data.experimental.assert_cardinality(len(train_images) // BATCH_SIZE))
 
-        def held_out(images):
-            return tf.data.Dataset.from_tensor_slices(
-                {"image": images, "label": np.zeros(len(images), np.int64)}).batch(BATCH_SIZE)
-
-        return train_ds, held_out(val_images), held_out(val_images)
+def _batches(images):
+    return tf.data.Dataset.from_tensor_slices(
+        {"image": images, "label": np.zeros(len(images), np.int64)}).batch(BATCH_SIZE)
 
 
 def _weights(model):

@@ -78,8 +78,9 @@ EXPORTED_LIGHT_ENTRIES = ("vamp_vae", "gumbel_vae")
 # the 13 light entries: loss |xla - ref| / |ref| from 3.8e-6 (realnvp) to 2.3e-3
 # (vae_sylvester); update ||d_xla - d_ref|| / ||d_ref|| (d: the change of all trainable
 # weights) from 1.1e-3 (realnvp) to 0.12 (vae_sylvester); 0.05-0.12 for every latent-variable
-# model. A skipped or wrong update is a gap of order 1.
-XLA_STEP_LOSS_RTOL = 3.5e-3
+# model. With the epoch-seeded training data (other images in the batch) vae_sylvester's loss
+# gap measured 3.7e-3 in a fresh-clone CI run. A skipped or wrong update is a gap of order 1.
+XLA_STEP_LOSS_RTOL = 6e-3
 XLA_STEP_UPDATE_RTOL = 0.16
 
 
@@ -138,12 +139,14 @@ def test_training_lowers_the_loss_and_fills_the_workdir(trained):
     expected = ["epoch_loss", "epoch_elbo", "epoch_learning_rate", "epoch_skipped_steps"]
     for tag in expected + (["epoch_rate", "epoch_distortion"] if is_vae else []):
         assert tag in scalars, sorted(scalars)
-    losses = [float(tf.make_ndarray(v.tensor)) for path in
-              glob.glob(os.path.join(workdir, "tensorboard", "train", "events*"))
-              for r in tf.data.TFRecordDataset(path)
-              for v in tf.compat.v1.Event.FromString(r.numpy()).summary.value
-              if v.tag == "epoch_loss"]
-    assert losses[-1] < losses[0], losses
+    # By step: the loop runs one `fit` per epoch, each with its own event file.
+    losses = [loss for _, loss in sorted(
+        (event.step, float(tf.make_ndarray(v.tensor))) for path in
+        glob.glob(os.path.join(workdir, "tensorboard", "train", "events*"))
+        for event in map(tf.compat.v1.Event.FromString,
+                         (r.numpy() for r in tf.data.TFRecordDataset(path)))
+        for v in event.summary.value if v.tag == "epoch_loss")]
+    assert len(losses) == config.epochs and losses[-1] < losses[0], losses
     images = _tags(os.path.join(workdir, "tensorboard", "images", "events*"))
     tags = ["prior_samples"] + (["reconstructions", "posterior_mean"] if is_vae else [])
     for tag in tags:
