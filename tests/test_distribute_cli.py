@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +19,10 @@ COMMON = ["--dataset=digits", "--image_summaries=false", "--eval_num_samples=4",
           "--export=false"]
 ENTRIES = {
     "vae": ["--epochs=3", "--hidden_units=32", "--latent_size=4"],
-    "hvae": ["--epochs=2", "--latent_sizes=4,2", "--hidden_units=16,8"],
+    # At the default learning rate this tiny hierarchy's first epoch blows up
+    # (rate ~3e6 nats) and the result is chaotic in the noise (seeds 2 nats apart
+    # after 5 epochs); at 3e-4 seeds 0 and 1 end 0.11 nats apart.
+    "hvae": ["--epochs=3", "--latent_sizes=4,2", "--hidden_units=32,16", "--learning_rate=3e-4"],
     "maf": ["--epochs=1"],
 }
 
@@ -36,17 +38,20 @@ def _run(entry, workdir, strategy):
         return json.load(f), run.stderr
 
 
+# |test log p(x), two replicas - one device| allowed, in nats: the replicas draw
+# other noise (measured after these epochs: vae 0.04, hvae 0.08, maf 0.004).
+TOLERANCE = {"vae": 0.5, "hvae": 0.5, "maf": 0.5}
+
+
 @pytest.mark.parametrize("entry", sorted(ENTRIES))
-def test_mirrored_strategy_trains_every_model_class_from_the_cli(entry, tmp_path):
-    metrics, stderr = _run(entry, str(tmp_path / entry), "mirrored")
+def test_mirrored_trains_every_model_class_from_the_cli_to_the_single_device_likelihood(
+        entry, tmp_path):
+    """Same global batch (128), data and seed as one device."""
+    mirrored, stderr = _run(entry, str(tmp_path / "mirrored"), "mirrored")
     assert "with 2 replicas" in stderr                      # two replicas really trained
-    assert metrics["epochs_done"] == int(ENTRIES[entry][0].split("=")[1])
-    assert np.isfinite(metrics["test_log_likelihood"])
-
-
-def test_mirrored_reaches_the_single_device_likelihood(tmp_path):
-    """Same global batch (128), same data and seed: the test log p(x) of the two runs
-    agree within 0.5 nats (measured: 0.02 nats apart after 3 epochs)."""
-    single, _ = _run("vae", str(tmp_path / "single"), "default")
-    mirrored, _ = _run("vae", str(tmp_path / "mirrored"), "mirrored")
-    assert abs(single["test_log_likelihood"] - mirrored["test_log_likelihood"]) < 0.5
+    assert "MirroredStrategy with 2 replica(s)" in stderr
+    assert mirrored["epochs_done"] == int(ENTRIES[entry][0].split("=")[1])
+    single, _ = _run(entry, str(tmp_path / "single"), "default")
+    gap = mirrored["test_log_likelihood"] - single["test_log_likelihood"]
+    print(f"{entry}: two replicas - one device = {gap:+.4f} nats")
+    assert abs(gap) < TOLERANCE[entry]

@@ -38,9 +38,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
       mode: "max" (ELBO) or "min" (loss).
       patience: epochs without improvement before stopping; 0 disables.
       max_to_keep: number of epoch checkpoints kept.
+      write_directory: where this process saves, if not `directory` (a
+        non-chief worker of a multi-worker run: every worker must save, and
+        all restore from the chief's `directory`; see `strategies`).
     """
 
-    def __init__(self, directory, monitor="val_elbo", mode="max", patience=0, max_to_keep=2):
+    def __init__(self, directory, monitor="val_elbo", mode="max", patience=0, max_to_keep=2,
+                 write_directory=None):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"`mode` must be 'max' or 'min'. Received: mode={mode!r}")
@@ -51,12 +55,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.mode = mode
         self.patience = patience
         self.max_to_keep = max_to_keep
+        self.write_directory = write_directory
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.best = tf.Variable(-math.inf if mode == "max" else math.inf, dtype=tf.float64,
                                 trainable=False, name="best")
         self.wait = tf.Variable(0, dtype=tf.int64, trainable=False, name="wait")
         self.stopped_early = False
-        self._managers = None
+        self._managers = self._writers = None
 
     def _make_managers(self, model):
         variables = model_variables(model)
@@ -64,15 +69,27 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                                     optimizer=model.optimizer, epoch=self.epoch,
                                     best=self.best, wait=self.wait)
         best = tf.train.Checkpoint(model=model, model_variables=variables)
-        self._managers = (
-            tf.train.CheckpointManager(state, os.path.join(self.directory, "last"),
-                                       max_to_keep=self.max_to_keep),
-            tf.train.CheckpointManager(best, os.path.join(self.directory, "best"), max_to_keep=1))
 
-    def restore(self, model):
+        def managers(directory):
+            return (tf.train.CheckpointManager(state, os.path.join(directory, "last"),
+                                               max_to_keep=self.max_to_keep),
+                    tf.train.CheckpointManager(best, os.path.join(directory, "best"),
+                                               max_to_keep=1))
+
+        self._managers = managers(self.directory)
+        self._writers = managers(self.write_directory) if self.write_directory else self._managers
+
+    def restore(self, model, barrier=None):
         """Restores the newest checkpoint into the built `model`; returns epochs done.
 
         The optimizer's slots are created first so they are restored too.
+
+        Args:
+          model: the built, compiled model.
+          barrier: callable run after this process has cleaned its folders
+            and before it reads a checkpoint (a multi-worker run passes
+            `strategies.barrier`, so no worker reads a folder the chief is
+            still repairing).
         """
         if model.optimizer is None or not model.built:
             raise ValueError("`restore` needs a built and compiled model. "
@@ -80,9 +97,15 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         for kind in ("last", "best"):
+            if self.write_directory:
+                # A non-chief worker leaves the chief's folders to the chief.
+                remove_leftover_temp(os.path.join(self.write_directory, kind))
+                continue
             folder = os.path.join(self.directory, kind)
             remove_leftover_temp(folder)
             repair_state_file(folder)
+        if barrier is not None:
+            barrier()
         self._make_managers(model)
         last = restore_newest_readable(self._managers[0])
         if last:
@@ -110,11 +133,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             if self._improved(value):
                 self.best.assign(value)
                 self.wait.assign(0)
-                self._managers[1].save(checkpoint_number=epoch + 1)
+                self._writers[1].save(checkpoint_number=epoch + 1)
             else:
                 self.wait.assign_add(1)
         self.epoch.assign(epoch + 1)
-        self._managers[0].save(checkpoint_number=epoch + 1)
+        self._writers[0].save(checkpoint_number=epoch + 1)
         if self.patience and int(self.wait.numpy()) >= self.patience:
             logging.info("Early stopping after epoch %d: %s has not improved for %d epochs "
                          "(best %.4f).", epoch + 1, self.monitor, self.patience,
@@ -124,7 +147,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def restore_best(self):
         """Loads the best epoch's weights (if any) into the model; returns the path."""
-        best = restore_newest_readable(self._managers[1])
+        # Read again from disk: a non-chief worker's manager does not see the
+        # checkpoints the chief has written (or deleted) since `restore`.
+        manager = self._managers[1]
+        best = restore_newest_readable(tf.train.CheckpointManager(
+            manager.checkpoint, manager.directory, max_to_keep=1))
         if best:
             logging.info("Restored the best weights (%s = %.4f) from %s.", self.monitor,
                          float(self.best.numpy()), best)

@@ -16,16 +16,16 @@ import sys
 import tempfile
 
 import keras
-import tensorflow as tf
 from absl import logging
 
 from tfvae.training import callbacks as callbacks_lib
 from tfvae.data import datasets as data_lib
 from tfvae.evaluation import estimators as evaluation
 from tfvae.training import export as export_lib
+from tfvae.training import strategies
 from tfvae import validation
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+STRATEGIES = strategies.STRATEGIES
 BINARIZE = ("dynamic", "static", "none")
 OPTIMIZERS = ("adam", "adamax")
 # Fields added after workdirs were first written: a config.json without one
@@ -126,8 +126,11 @@ class TrainConfig:
         `validate` checks the values alone (a config is plain data: no I/O);
         this reads what the config points to, and `run` calls it before it
         writes anything. Entries whose config names such inputs extend it. Here: an
-        explicit `data_dir` must hold the dataset (it is used alone).
+        explicit `data_dir` must hold the dataset (it is used alone), and
+        strategy="multi_worker" needs a valid `TF_CONFIG`.
         """
+        if self.strategy == "multi_worker":
+            strategies.check_tf_config()
         if self.data_dir:
             data_lib.load_arrays(self.dataset, "train", data_dir=self.data_dir,
                                  download=self.download)
@@ -230,21 +233,6 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
-def make_strategy(name, tpu=""):
-    """Returns the `tf.distribute` strategy called `name` (see `STRATEGIES`)."""
-    validation.one_of("strategy", name, STRATEGIES)
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    return tf.distribute.get_strategy()
-
-
 def strict_json(obj):
     """`obj` with every non-finite float replaced by None (JSON has no NaN or inf)."""
     if isinstance(obj, dict):
@@ -341,6 +329,11 @@ def run(config, build_model, workdir):
     # Everything is checked, and the model built, before anything is written: a value
     # only the model's constructor refuses must not leave a config.json behind.
     config.check_inputs()
+    # A multi-worker strategy configures collective ops, which must precede every
+    # other TensorFlow op of the process (check_inputs runs none).
+    strategy = strategies.make_strategy(config.strategy, config.tpu)
+    chief = strategies.is_chief(strategy)
+    logging.info("Training with %s.", strategies.describe(strategy))
     config_path = os.path.join(workdir, "config.json")
     check_resumable(config.to_json(), config_path, config.added_fields())
     keras.utils.set_random_seed(config.seed)
@@ -349,21 +342,26 @@ def run(config, build_model, workdir):
     val_ds, test_ds = config.held_out_dataset("validation"), config.held_out_dataset("test")
     first_batch = next(iter(val_ds))
     first = first_batch["image"]
-    strategy = make_strategy(config.strategy, config.tpu)
     model = build_compiled(config, build_model, info, first, strategy)
     os.makedirs(workdir, exist_ok=True)
-    write_json_atomic(config_path, config.to_json())
+    if chief:
+        write_json_atomic(config_path, config.to_json())
 
+    # A non-chief worker saves to a folder of its own and restores from the chief's.
+    private = strategies.worker_folder(workdir, strategy)
     checkpoint = callbacks_lib.ResumableCheckpoint(
         os.path.join(workdir, "checkpoints"), monitor="val_elbo", mode="max",
-        patience=config.patience)
+        patience=config.patience,
+        write_directory=os.path.join(private, "checkpoints") if private else None)
     with strategy.scope():      # the optimizer's slots are built here, on every replica
-        initial_epoch = checkpoint.restore(model)
+        initial_epoch = checkpoint.restore(model, barrier=lambda: strategies.barrier(strategy))
     log_dir = os.path.join(workdir, "tensorboard")
     # The divergence guard runs before the checkpoint: a diverged epoch is never saved.
-    callbacks = [callbacks_lib.SkippedStepGuard(), checkpoint, callbacks_lib.FirstStepTimer(),
-                 keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False)]
-    if config.image_summaries and len(info.image_shape) == 3 and info.image_shape[-1] in (1, 3):
+    callbacks = [callbacks_lib.SkippedStepGuard(), checkpoint, callbacks_lib.FirstStepTimer()]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False))
+    if (chief and config.image_summaries and len(info.image_shape) == 3
+            and info.image_shape[-1] in (1, 3)):
         labels = first_batch["label"][:32] if "label" in first_batch else None
         callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
                                                       seed=config.seed, labels=labels))
@@ -378,6 +376,7 @@ def run(config, build_model, workdir):
                       verbose=1 if sys.stdout.isatty() else 2)
             if checkpoint.stopped_early:
                 break
+    strategies.barrier(strategy)       # the chief has saved the last epoch's checkpoints
     checkpoint.restore_best()
     if config.ema_decay:
         # The Polyak average (kept by the optimizer, restored with it) replaces the weights.
@@ -403,10 +402,15 @@ def run(config, build_model, workdir):
         raise FloatingPointError(f"The test metrics {bad} are not finite: the model has "
                                  "diverged; nothing was exported. Lower the learning rate or "
                                  "check the data, and train again.")
+    if not chief:
+        # The chief writes the model, the export and metrics.json; this worker is done.
+        shutil.rmtree(private, ignore_errors=True)
+        return metrics
     _save_model(model, workdir)
     if config.export:
-        _export(model, os.path.join(workdir, "saved_model"))
+        _export(model, workdir, config)
     write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+    callbacks_lib.write_final_summaries(log_dir, config, metrics, model, test_ds)  # TensorBoard
     logging.info("Test metrics: %s", json.dumps(metrics))
     return metrics
 
