@@ -8,8 +8,10 @@
    (`tfvae.training.callbacks.FirstStepTimer`): Python and TensorFlow imports, data
    loading, model building, tracing and XLA compilation.
 2. In a fresh process that imports only TensorFlow, times
-   `tf.saved_model.load` of that run's export and the first served `sample`
-   (what a TF Serving-like consumer waits for), and `import tensorflow` itself.
+   `tf.saved_model.load` of that run's export (its newest version,
+   `WORKDIR/export/<version>/`) and the first served `sample_seeded` of 16
+   images (what a TF Serving-like consumer waits for), and `import tensorflow`
+   itself.
 Each is repeated and the median reported.
 """
 
@@ -26,6 +28,7 @@ from absl import app
 from absl import flags
 
 from bench import timing
+from tfvae.training import export
 
 flags.DEFINE_string("entry", "vae", "Zoo entry.")
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset (local).")
@@ -41,7 +44,7 @@ import tensorflow as tf
 t1 = time.perf_counter()
 m = tf.saved_model.load({path!r})
 t2 = time.perf_counter()
-images = m.sample(tf.constant(16), tf.constant([1, 2]))["images"].numpy()
+images = m.sample_seeded(tf.constant(16), tf.constant([1, 2]))["images"].numpy()
 t3 = time.perf_counter()
 print(json.dumps(dict(import_seconds=t1 - t0, load_seconds=t2 - t1, first_sample_seconds=t3 - t2,
                       shape=list(images.shape))))
@@ -81,7 +84,7 @@ def measure(entry, dataset, repeats):
             seconds, command = first_step_seconds(entry, dataset, workdir, export=(i == 0))
             first_steps.append(seconds)
         for _ in range(repeats):
-            serves.append(serve_seconds(os.path.join(tmp, "run0", "saved_model")))
+            serves.append(serve_seconds(export.latest_export(os.path.join(tmp, "run0"))))
     median = lambda key: statistics.median(s[key] for s in serves)  # noqa: E731
     return {"entry": entry, "dataset": dataset, "repeats": repeats,
             "command_to_first_step_seconds": statistics.median(first_steps),

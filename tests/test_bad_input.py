@@ -37,6 +37,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae.data import datasets
+from tfvae.training import export as export_lib
 from tfvae.training import train
 import zoo.hvae
 import zoo.pixel_vae
@@ -311,25 +312,36 @@ ROWS = [
     row("graph-sample-negative", graph(lambda m, n: m.sample(n, seed=SEED), np.int32(-1)),
         "sample(-1) (a tensor)", "`num_samples` must be an integer >= 0"),
     # --------------------------------------- the SavedModel, TensorFlow alone
-    row("saved-log-prob-k-0", saved("log_prob", x=images(), num_samples=np.int32(0), seed=SEED),
+    row("saved-log-prob-k-0", saved("log_prob_seeded", x=images(), num_samples=np.int32(0),
+                                    seed=SEED),
         "log_prob K=0 (NaN before)", "`num_samples` must be an integer >= 1"),
-    row("saved-log-prob-k-negative", saved("log_prob", x=images(), num_samples=np.int32(-2),
+    row("saved-log-prob-k-negative", saved("log_prob_seeded", x=images(), num_samples=np.int32(-2),
                                            seed=SEED),
         "log_prob K=-2", "`num_samples` must be an integer >= 1"),
-    row("saved-log-prob-nan", saved("log_prob", x=images(value=np.nan),
+    row("saved-log-prob-nan", saved("log_prob_seeded", x=images(value=np.nan),
                                     num_samples=np.int32(2), seed=SEED),
         "log_prob x with a NaN", "`x` contains non-finite values"),
-    row("saved-log-prob-outside-support", saved("log_prob", x=images(scale=255.0),
+    row("saved-log-prob-outside-support", saved("log_prob_seeded", x=images(scale=255.0),
                                                 num_samples=np.int32(2), seed=SEED),
         "log_prob x in 0..255", "`x` must be <= 1"),
-    row("saved-log-prob-empty", saved("log_prob", x=EMPTY_X, num_samples=np.int32(2), seed=SEED),
+    row("saved-log-prob-empty", saved("log_prob_seeded", x=EMPTY_X, num_samples=np.int32(2),
+                                      seed=SEED),
         "log_prob x [0, 8, 8, 1]", "`x` is an empty batch"),
-    row("saved-elbo-inf", saved("elbo", x=images(value=np.inf), seed=SEED),
+    row("saved-elbo-inf", saved("elbo_seeded", x=images(value=np.inf), seed=SEED),
         "elbo x with an inf", "`x` contains non-finite values"),
-    row("saved-elbo-empty", saved("elbo", x=EMPTY_X, seed=SEED),
+    row("saved-elbo-empty", saved("elbo_seeded", x=EMPTY_X, seed=SEED),
         "elbo x [0, 8, 8, 1] (integer division by zero before)", "`x` is an empty batch"),
-    row("saved-elbo-outside-support", saved("elbo", x=images(value=-1.0), seed=SEED),
+    row("saved-elbo-outside-support", saved("elbo_seeded", x=images(value=-1.0), seed=SEED),
         "elbo x with -1", "`x` must be >= 0"),
+    row("saved-batch-only-log-prob-nan", saved("log_prob", x=images(value=np.nan)),
+        "batch-only log_prob x with a NaN", "`x` contains non-finite values"),
+    row("saved-batch-only-elbo-empty", saved("elbo", x=EMPTY_X),
+        "batch-only elbo x [0, 8, 8, 1] (an empty map_fn before its check)",
+        "`x` is an empty batch"),
+    row("saved-batch-only-log-prob-outside-support", saved("log_prob", x=images(scale=255.0)),
+        "batch-only log_prob x in 0..255", "`x` must be <= 1"),
+    row("saved-pixels-empty", saved("log_prob_pixels", pixels=np.zeros((0, *SHAPE), np.uint8)),
+        "log_prob_pixels pixels [0, 8, 8, 1]", "`pixels` is an empty batch"),
     row("saved-encode-nan", saved("encode", x=images(value=np.nan)),
         "encode x with a NaN (finite output before)", "`x` contains non-finite values"),
     row("saved-encode-outside-support", saved("encode", x=images(scale=255.0)),
@@ -344,7 +356,7 @@ ROWS = [
         "decode z with an inf", "`z` contains non-finite values"),
     row("saved-decode-empty", saved("decode", z=np.zeros((0, LATENT), np.float32)),
         "decode z [0, 4]", "`z` is an empty batch"),
-    row("saved-sample-negative", saved("sample", num_samples=np.int32(-1), seed=SEED),
+    row("saved-sample-negative", saved("sample_seeded", num_samples=np.int32(-1), seed=SEED),
         "sample num_samples=-1 (Dimension -4 before)", "`num_samples` must be an integer >= 0"),
     # ---------------------------- the other model classes' serving endpoints
     row("endpoint-cvae-encode-nan", endpoint("cvae", "encode", x=images(value=np.nan),
@@ -358,10 +370,13 @@ ROWS = [
         "cvae decode labels [3, 10] (a zero one-hot before)", "`labels` must be < num_classes"),
     row("endpoint-cvae-decode-inf", endpoint("cvae", "decode", z=latents(np.inf), labels=LABELS),
         "cvae decode z with an inf", "`z` contains non-finite values"),
-    row("endpoint-cvae-sample-bad-label", endpoint("cvae", "sample",
+    row("endpoint-cvae-sample-bad-label", endpoint("cvae", "sample_seeded",
                                                    labels=np.array([12], np.int32), seed=SEED),
         "cvae sample labels [12]", "`labels` must be < num_classes"),
-    row("endpoint-cvae-log-prob-k-0", endpoint("cvae", "log_prob", x=images(), labels=LABELS,
+    row("endpoint-cvae-batch-only-sample-bad-label", endpoint(
+        "cvae", "sample", labels=np.array([12], np.int32), index=np.array([0], np.int32)),
+        "cvae batch-only sample labels [12]", "`labels` must be < num_classes"),
+    row("endpoint-cvae-log-prob-k-0", endpoint("cvae", "log_prob_seeded", x=images(), labels=LABELS,
                                                num_samples=np.int32(0), seed=SEED),
         "cvae log_prob K=0", "`num_samples` must be an integer >= 1"),
     row("endpoint-hvae-encode-outside-support", endpoint("hvae", "encode", x=images(scale=255.0)),
@@ -371,14 +386,14 @@ ROWS = [
     row("endpoint-hvae-decode-nan", endpoint("hvae", "decode", z=np.full((2, 6), np.nan,
                                                                          np.float32)),
         "hvae decode z of NaNs", "`z` contains non-finite values"),
-    row("endpoint-hvae-sample-negative", endpoint("hvae", "sample", num_samples=np.int32(-1),
+    row("endpoint-hvae-sample-negative", endpoint("hvae", "sample_seeded", num_samples=np.int32(-1),
                                                   seed=SEED),
         "hvae sample num_samples=-1", "`num_samples` must be an integer >= 0"),
     row("endpoint-hvae-sample-temperature-negative", endpoint(
-        "hvae", "sample_temperature", num_samples=np.int32(-2), seed=SEED,
+        "hvae", "sample_temperature_seeded", num_samples=np.int32(-2), seed=SEED,
         temperature=np.float32(1.0)),
         "hvae sample_temperature num_samples=-2", "`num_samples` must be an integer >= 0"),
-    row("endpoint-hvae-log-prob-k-0", endpoint("hvae", "log_prob", x=images(),
+    row("endpoint-hvae-log-prob-k-0", endpoint("hvae", "log_prob_seeded", x=images(),
                                                num_samples=np.int32(0), seed=SEED),
         "hvae log_prob K=0", "`num_samples` must be an integer >= 1"),
     row("endpoint-m2-classify-nan", endpoint("m2", "classify", x=images(value=np.nan)),
@@ -386,19 +401,20 @@ ROWS = [
     row("endpoint-m2-encode-outside-support", endpoint("m2", "encode", x=images(value=2.0),
                                                        labels=LABELS),
         "m2 encode x with 2.0", "`x` must be <= 1"),
-    row("endpoint-m2-log-prob-k-0", endpoint("m2", "log_prob", x=images(),
+    row("endpoint-m2-log-prob-k-0", endpoint("m2", "log_prob_seeded", x=images(),
                                              num_samples=np.int32(0), seed=SEED),
         "m2 log_prob K=0", "`num_samples` must be an integer >= 1"),
-    row("endpoint-pixel-vae-sample-negative", endpoint("pixel_vae", "sample",
+    row("endpoint-pixel-vae-sample-negative", endpoint("pixel_vae", "sample_seeded",
                                                        num_samples=np.int32(-1), seed=SEED),
         "pixel_vae sample num_samples=-1", "`num_samples` must be an integer >= 0"),
-    row("endpoint-maf-log-prob-k-0", endpoint("maf", "log_prob", x=np.zeros((2, 2), np.float32),
+    row("endpoint-maf-log-prob-k-0", endpoint("maf", "log_prob_seeded",
+                                              x=np.zeros((2, 2), np.float32),
                                               num_samples=np.int32(0), seed=SEED),
         "maf (continuous) log_prob K=0", "`num_samples` must be an integer >= 1"),
-    row("endpoint-maf-sample-negative", endpoint("maf", "sample", num_samples=np.int32(-1),
+    row("endpoint-maf-sample-negative", endpoint("maf", "sample_seeded", num_samples=np.int32(-1),
                                                  seed=SEED),
         "maf sample num_samples=-1", "`num_samples` must be an integer >= 0"),
-    row("endpoint-maf-elbo-empty", endpoint("maf", "elbo", x=np.zeros((0, 2), np.float32),
+    row("endpoint-maf-elbo-empty", endpoint("maf", "elbo_seeded", x=np.zeros((0, 2), np.float32),
                                             seed=SEED),
         "maf elbo x [0, 2]", "`x` is an empty batch"),
 ]
@@ -407,7 +423,7 @@ ROWS = [
 # ----------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny trained workdir (with model.keras and saved_model/) shared by all rows."""
+    """One tiny trained workdir (with model.keras and export/1/) shared by all rows."""
     workdir = str(tmp_path_factory.mktemp("bad_input") / "trained")
     config = zoo.vae.Config(dataset="digits", epochs=1, hidden_units=(16,), latent_size=LATENT,
                             jit_compile=False, image_summaries=False, eval_num_samples=4)
@@ -507,7 +523,7 @@ def saved_model_results(trained, tmp_path_factory):
     (directory / "calls.json").write_text(json.dumps(calls))
     out = directory / "out.json"
     process = subprocess.run(
-        [sys.executable, "-c", _TF_ONLY, os.path.join(trained, "saved_model"),
+        [sys.executable, "-c", _TF_ONLY, export_lib.latest_export(trained),
          str(directory / "inputs.npz"), str(directory / "calls.json"), str(out)],
         capture_output=True, text=True, timeout=300, env=_env(), cwd=str(directory))
     assert process.returncode == 0, process.stderr[-3000:]

@@ -117,5 +117,6 @@ def test_keras_round_trip_keeps_the_conditional_model(tmp_path):
     np.testing.assert_allclose(loaded.log_prob(images, y, num_samples=3, seed=[1, 2]),
                                model.log_prob(images, y, num_samples=3, seed=[1, 2]), rtol=1e-6)
     assert [name for name, _, _ in loaded.serving_endpoints()] == [
-        "encode", "decode", "sample", "elbo", "log_prob"]
+        "encode", "decode", "sample", "elbo", "log_prob", "sample_seeded", "elbo_seeded",
+        "log_prob_seeded"]
     assert math.isfinite(float(tf.reduce_mean(loaded(({"image": images, "label": y})))))

@@ -41,7 +41,7 @@ def _build_nan_model(config, info):
 
 
 def _written(workdir):
-    return {name for name in ("model.keras", "saved_model", "metrics.json")
+    return {name for name in ("model.keras", "export", "metrics.json")
             if os.path.exists(os.path.join(workdir, name))}
 
 

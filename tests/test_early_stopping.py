@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 import zoo.vae
+from tfvae.training import export as export_lib
 from tfvae.training import train
 
 IMAGE_SHAPE = (8, 8, 1)
@@ -136,7 +137,7 @@ def test_early_stopping_keeps_and_exports_the_best_epoch(tmp_path, monkeypatch):
 
     # The exported SavedModel computes with the same (best) weights.
     _, val_images = _make_data()
-    exported = tf.saved_model.load(os.path.join(tmp_path, "saved_model"))
+    exported = tf.saved_model.load(export_lib.latest_export(str(tmp_path)))
     encoded = exported.encode(tf.constant(val_images))
     summary = model.posterior_summary(tf.constant(val_images))
     for key in ("loc", "scale"):

@@ -34,6 +34,7 @@ import zoo
 from tests.conftest import needs_fashion_mnist
 from tfvae.data import datasets as data_lib
 from tfvae.evaluation import estimators as evaluation
+from tfvae.training import export as export_lib
 from tfvae.training import train
 from zoo import evaluate as evaluate_lib
 from tfvae.models import VAE
@@ -133,7 +134,9 @@ def test_training_lowers_the_loss_and_fills_the_workdir(trained):
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f) == config.to_json()
     assert os.path.exists(os.path.join(workdir, "checkpoints", "last", "checkpoint"))
-    assert os.path.exists(os.path.join(workdir, "saved_model", "saved_model.pb"))
+    # TF Serving's layout: the first export is version 1 of workdir/export.
+    assert export_lib.latest_export(workdir) == os.path.join(workdir, "export", "1")
+    assert os.path.exists(os.path.join(workdir, "export", "1", "saved_model.pb"))
     is_vae = isinstance(keras.saving.load_model(os.path.join(workdir, "model.keras")), VAE)
     scalars = _tags(os.path.join(workdir, "tensorboard", "train", "events*"))
     expected = ["epoch_loss", "epoch_elbo", "epoch_learning_rate", "epoch_skipped_steps"]
@@ -220,7 +223,8 @@ def _endpoint_inputs(specs, batch, seed_rng):
     """Inputs for one serving endpoint, chosen by the TensorSpec names.
 
     x: five test images; labels: their labels; z: five standard-normal rows;
-    num_samples: 3; seed: [3, 4]; temperature: 0.7.
+    index: 0..4 (the batch-only `sample`'s); num_samples: 3; seed: [3, 4];
+    temperature: 0.7 (one per row where the signature takes a batch of them).
     """
     values = []
     for spec in specs:
@@ -234,11 +238,14 @@ def _endpoint_inputs(specs, batch, seed_rng):
             value = 3
         elif spec.name == "seed":
             value = [3, 4]
+        elif spec.name == "index":
+            value = np.arange(5)
         elif spec.name == "temperature":
-            value = 0.7
+            value = np.full([5] * spec.shape.rank, 0.7)
         else:
             raise AssertionError(f"No test input for the endpoint argument {spec.name!r}; "
-                                 "name it x, labels, z, num_samples, seed or temperature.")
+                                 "name it x, labels, z, index, num_samples, seed or "
+                                 "temperature.")
         values.append(np.asarray(value, dtype=spec.dtype.as_numpy_dtype))
     return values
 
@@ -303,7 +310,7 @@ def test_export_reloads_with_tensorflow_alone(trained, tmp_path, tf_only):
     name, config, workdir, _, _ = trained
     model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
     batch = {k: v.numpy() for k, v in next(iter(config.datasets()[2])).items()}
-    _check_export(model, os.path.join(workdir, "saved_model"), batch,
+    _check_export(model, export_lib.latest_export(workdir), batch,
                   list(data_lib.info(config.dataset).image_shape),
                   str(tmp_path / "inputs.npz"), tf_only)
 
@@ -340,7 +347,8 @@ def _numpy_log_weights(loaded, x, num_samples, rng, chunk=50):
 
 
 def test_reference_vae_export_against_numpy_importance_sampling(trained):
-    """The reference `vae`'s exported `log_prob` and `elbo` against an independent estimate.
+    """The reference `vae`'s exported `log_prob_seeded` and `elbo_seeded` against an
+    independent estimate.
 
     Importance sampling in numpy from the exported `encode` (diagonal Gaussian q)
     and `decode` (Bernoulli means) with the N(0, I) prior, log p(x) ~= logmeanexp_k
@@ -355,16 +363,16 @@ def test_reference_vae_export_against_numpy_importance_sampling(trained):
         pytest.skip("the reference VAE only (Gaussian q, N(0, I) prior, Bernoulli p(x|z))")
     assert (config.posterior, config.flow, config.prior, config.likelihood) == (
         "diagonal", "none", "standard_normal", "bernoulli")
-    loaded = tf.saved_model.load(os.path.join(workdir, "saved_model"))
+    loaded = tf.saved_model.load(export_lib.latest_export(workdir))
     x = np.concatenate([b["image"].numpy() for b in config.datasets()[2]])   # 128 binary images
     assert set(np.unique(x)) <= {0.0, 1.0}
     num_samples = 200
     log_w = _numpy_log_weights(loaded, x, num_samples, np.random.default_rng(1))
     reference = {1: log_w[0], num_samples: _log_mean_exp(log_w)}
     images, seed = tf.constant(x), tf.constant([7, 8])
-    exported = {k: np.asarray(loaded.log_prob(images, tf.constant(k), seed)["log_prob"],
+    exported = {k: np.asarray(loaded.log_prob_seeded(images, tf.constant(k), seed)["log_prob"],
                               np.float64) for k in (1, num_samples)}
-    exported_elbo = np.asarray(loaded.elbo(images, seed)["elbo"], np.float64)
+    exported_elbo = np.asarray(loaded.elbo_seeded(images, seed)["elbo"], np.float64)
 
     def z_score(a, b):
         difference = a - b
@@ -459,7 +467,7 @@ def test_entry_trains_reloads_and_compiles_with_xla(name, tmp_path, tf_only):
     assert reloaded["elbo"] == pytest.approx(metrics["test_elbo"], rel=1e-5)
     assert reloaded["log_likelihood"] == pytest.approx(metrics["test_log_likelihood"], rel=1e-5)
     if config.export:
-        _check_export(model, os.path.join(workdir, "saved_model"),
+        _check_export(model, export_lib.latest_export(workdir),
                       {k: v.numpy() for k, v in batch.items()}, list(info.image_shape),
                       str(tmp_path / "inputs.npz"), tf_only)
     # The entry's own setting is XLA: its whole train step (loss, gradient, guarded

@@ -40,9 +40,10 @@ FLAGS = flags.FLAGS
 
 
 def _saved_model_functions(path, num_samples):
-    """(elbo_fn, log_prob_fn, likelihood_support) from the SavedModel.
+    """(elbo_fn, log_prob_fn, likelihood_support) from the SavedModel at `path`.
 
-    Each signature is called with the inputs it declares, by name: `x` (the
+    Its `elbo_seeded` and `log_prob_seeded` signatures (explicit seed and K,
+    docs/serving.md) are called with the inputs they declare, by name: `x` (the
     batch's images), `labels` (its labels, for conditional models),
     `num_samples` (K) and `seed`. The support is the export's
     `likelihood_support` collection (None for an export written before it
@@ -53,7 +54,7 @@ def _saved_model_functions(path, num_samples):
     loaded = tf.saved_model.load(path)
 
     def call(name, batch, seed):
-        signature = loaded.signatures[name]
+        signature = loaded.signatures[name + "_seeded"]
         values = {"x": lambda: batch["image"], "labels": lambda: batch["label"],
                   "num_samples": lambda: num_samples, "seed": lambda: seed}
         inputs = signature.structured_input_signature[1]
@@ -92,8 +93,10 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
 
     config, dataset = workdirs.workdir_dataset(workdir, split, batch_size, data_dir)
     if use_saved_model:
+        from tfvae.training import export
+
         elbo_fn, log_prob_fn, support = _saved_model_functions(
-            os.path.join(workdir, "saved_model"), num_samples)
+            export.latest_export(workdir), num_samples)
         result = evaluation.evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples,
                                                seed=seed, max_examples=max_examples or None,
                                                likelihood_support=support)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.models import base
+from tfvae.models import serving
 from tfvae.models import vae
 
 _PACKAGE = "tfvae"
@@ -151,25 +152,52 @@ class ConditionalVAE(vae.VAE):
         z = self.prior().sample(n, seed=self.eval_seed(seed))
         return self.decode(z, labels).mean()
 
-    def serving_endpoints(self, chunk_size=100):
-        """Signatures: encode(x, labels), decode(z, labels), sample(labels, seed),
-        elbo(x, labels, seed), log_prob(x, labels, num_samples, seed) (of log p(x|y)),
-        their inputs checked in graph as `VAE.serving_endpoints`' (and labels in
-        [0, num_classes))."""
+    def serving_endpoints(self, chunk_size=100, log_prob_samples=serving.DEFAULT_LOG_PROB_SAMPLES):
+        """`VAE.serving_endpoints` with labels int32 [n] beside every batch (checked in
+        graph to lie in [0, num_classes), besides the checks of x, z and the counts).
+
+        Batch-only: encode(x, labels) -> {loc, scale}; decode(z, labels) -> {mean};
+        sample(labels, index) -> {images}: sample number `index` of class
+        `labels`; elbo(x, labels) -> {elbo}; log_prob(x, labels) -> {log_prob}
+        (of log p(x|y), K = `log_prob_samples`).
+        Seeded: sample_seeded(labels, seed); elbo_seeded(x, labels, seed);
+        log_prob_seeded(x, labels, num_samples, seed).
+        """
+        log_prob_samples = self.check_count("log_prob_samples", log_prob_samples, 1)
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         labels = tf.TensorSpec([None], tf.int32, name="labels")
         latent = tf.TensorSpec([None, self.latent.latent_size], tf.float32, name="z")
+        index = tf.TensorSpec([None], tf.int32, name="index")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
+
+        def per_example(fn, x, y):
+            batch = self.read_batch((x, y), check_values=True)
+            return serving.per_example(fn, batch.x, batch.context)
+
+        def sample(y, i):
+            return {"images": serving.indexed_samples(
+                lambda s, row: self.sample(row, seed=s), self.image_shape, i,
+                self.check_labels(y))}
+
         return [
             ("encode", lambda x, y: self.posterior_summary(
                 self.read_examples(x, check_values=True), self.check_labels(y)),
              [image, labels]),
             ("decode", lambda z, y: {"mean": self.decode(
                 self.check_latents(z), self.check_labels(y)).mean()}, [latent, labels]),
-            ("sample", lambda y, s: {"images": self.sample(y, seed=s)}, [labels, seed]),
-            ("elbo", lambda x, y, s: {"elbo": self.elbo(x, y, seed=s)}, [image, labels, seed]),
-            ("log_prob", lambda x, y, n, s: {"log_prob": self.log_prob(
+            ("sample", sample, [labels, index]),
+            ("elbo", lambda x, y: {"elbo": per_example(
+                lambda row, label: self.elbo(row, label, seed=serving.fixed_seed()), x, y)},
+             [image, labels]),
+            ("log_prob", lambda x, y: {"log_prob": per_example(
+                lambda row, label: self.log_prob(
+                    row, label, num_samples=log_prob_samples, chunk_size=chunk_size,
+                    seed=serving.fixed_seed()), x, y)}, [image, labels]),
+            ("sample_seeded", lambda y, s: {"images": self.sample(y, seed=s)}, [labels, seed]),
+            ("elbo_seeded", lambda x, y, s: {"elbo": self.elbo(x, y, seed=s)},
+             [image, labels, seed]),
+            ("log_prob_seeded", lambda x, y, n, s: {"log_prob": self.log_prob(
                 x, y, num_samples=n, chunk_size=chunk_size, seed=s)},
              [image, labels, count, seed]),
         ]

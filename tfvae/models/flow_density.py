@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.models import base
+from tfvae.models import serving
 
 _PACKAGE = "tfvae"
 
@@ -145,18 +146,36 @@ class FlowDensity(base.LatentVariableModel):
         """log p(x) [batch] at a fixed dequantization draw (for building)."""
         return self._log_density(self._flat(inputs), tf.constant([0, 0]))
 
-    def serving_endpoints(self, chunk_size=100):
-        """SavedModel signatures: log_prob(x, num_samples, seed) -> {log_prob},
-        elbo(x, seed) -> {elbo} (the single-draw bound) and
-        sample(num_samples, seed) -> {samples}."""
+    def serving_endpoints(self, chunk_size=100, log_prob_samples=serving.DEFAULT_LOG_PROB_SAMPLES):
+        """SavedModel signatures, inputs checked in graph (x's values, the counts).
+
+        Batch-only: log_prob(x) -> {log_prob} (K = `log_prob_samples`
+        dequantization draws for discrete data; exact for continuous data);
+        elbo(x) -> {elbo} (the single-draw bound); sample(index [n]) -> {samples}.
+        Seeded: log_prob_seeded(x, num_samples, seed), elbo_seeded(x, seed),
+        sample_seeded(num_samples, seed).
+        """
+        log_prob_samples = self.check_count("log_prob_samples", log_prob_samples, 1)
         x = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
+        index = tf.TensorSpec([None], tf.int32, name="index")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
+
+        def per_example(fn, x):
+            return serving.per_example(fn, self.read_examples(x, check_values=True))
+
         return [
-            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+            ("log_prob", lambda x: {"log_prob": per_example(lambda row: self.log_prob(
+                row, num_samples=log_prob_samples, chunk_size=chunk_size,
+                seed=serving.fixed_seed()), x)}, [x]),
+            ("elbo", lambda x: {"elbo": per_example(
+                lambda row: self.elbo(row, seed=serving.fixed_seed()), x)}, [x]),
+            ("sample", lambda i: {"samples": serving.indexed_samples(
+                lambda s: self.sample(1, seed=s), self.image_shape, i)}, [index]),
+            ("log_prob_seeded", lambda x, n, s: {"log_prob": self.log_prob(
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [x, count, seed]),
-            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [x, seed]),
-            ("sample", lambda n, s: {"samples": self.sample(n, seed=s)}, [count, seed]),
+            ("elbo_seeded", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [x, seed]),
+            ("sample_seeded", lambda n, s: {"samples": self.sample(n, seed=s)}, [count, seed]),
         ]
 
     def get_config(self):

@@ -24,6 +24,7 @@ from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as elbo_objectives
 from tfvae.hierarchy import base
 from tfvae.models import base as base_model
+from tfvae.models import serving
 
 _PACKAGE = "tfvae"
 
@@ -223,24 +224,53 @@ class HierarchicalVAE(base_model.LatentVariableModel):
             elbos.append(log_likelihood - tf.add_n([o.kl for o in outputs]))
         return tf.reduce_mean(tf.stack(elbos), axis=0)
 
-    def serving_endpoints(self, chunk_size=100):
-        """SavedModel signatures: encode, decode, sample, sample_temperature, elbo, log_prob,
-        their inputs checked in graph as `VAE.serving_endpoints`'."""
+    def serving_endpoints(self, chunk_size=100, log_prob_samples=serving.DEFAULT_LOG_PROB_SAMPLES):
+        """SavedModel signatures, their inputs checked in graph as `VAE.serving_endpoints`'.
+
+        Batch-only: encode(x) -> {loc, scale}; decode(z [n, D]) -> {mean};
+        sample(index [n]) -> {images}; sample_temperature(index [n],
+        temperature [n]) -> {images} (each row's prior scales times its
+        temperature); elbo(x) -> {elbo}; log_prob(x) -> {log_prob} (K =
+        `log_prob_samples`).
+        Seeded: sample_seeded(num_samples, seed); sample_temperature_seeded(
+        num_samples, seed, temperature []); elbo_seeded(x, seed);
+        log_prob_seeded(x, num_samples, seed).
+        """
+        log_prob_samples = self.check_count("log_prob_samples", log_prob_samples, 1)
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         size = sum(base.flat_size(s) for s in self.stack.latent_shapes)
         latent = tf.TensorSpec([None, size], tf.float32, name="z")
+        index = tf.TensorSpec([None], tf.int32, name="index")
+        temperatures = tf.TensorSpec([None], tf.float32, name="temperature")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
         temperature = tf.TensorSpec([], tf.float32, name="temperature")
+
+        def per_example(fn, x):
+            return serving.per_example(fn, self.read_examples(x, check_values=True))
+
+        def sample_temperature(i, t):
+            return {"images": serving.indexed_samples(
+                lambda s, row: self.sample(1, seed=s, temperature=row[0]), self.image_shape,
+                i, base_model.check_tensor("temperature", t))}
+
         return [
             ("encode", lambda x: self.posterior_summary(self.read_examples(x, check_values=True)),
              [image]),
             ("decode", lambda z: {"mean": self.decode(self.check_latents(z)).mean()}, [latent]),
-            ("sample", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
-            ("sample_temperature", lambda n, s, t: {"images": self.sample(
+            ("sample", lambda i: {"images": serving.indexed_samples(
+                lambda s: self.sample(1, seed=s), self.image_shape, i)}, [index]),
+            ("sample_temperature", sample_temperature, [index, temperatures]),
+            ("elbo", lambda x: {"elbo": per_example(
+                lambda row: self.elbo(row, seed=serving.fixed_seed()), x)}, [image]),
+            ("log_prob", lambda x: {"log_prob": per_example(lambda row: self.log_prob(
+                row, num_samples=log_prob_samples, chunk_size=chunk_size,
+                seed=serving.fixed_seed()), x)}, [image]),
+            ("sample_seeded", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
+            ("sample_temperature_seeded", lambda n, s, t: {"images": self.sample(
                 n, seed=s, temperature=t)}, [count, seed, temperature]),
-            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
-            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+            ("elbo_seeded", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
+            ("log_prob_seeded", lambda x, n, s: {"log_prob": self.log_prob(
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
         ]
 

@@ -37,6 +37,7 @@ from tfvae.objectives import semi_supervised
 from tfvae.distributions import priors
 from tfvae.models import base
 from tfvae.models import cvae
+from tfvae.models import serving
 
 _PACKAGE = "tfvae"
 tfd = tfp.distributions
@@ -263,19 +264,33 @@ class M2(cvae.ConditionalVAE):
                                            seed=seed)                  # [batch*K]
         return tf.reduce_logsumexp(tf.reshape(log_p_x_given_y, [-1, k]), axis=-1) - math.log(k)
 
-    def serving_endpoints(self, chunk_size=100):
-        """`ConditionalVAE`'s encode/decode/sample (with labels), plus classify(x) ->
-        {probs} [n, K], elbo(x, seed) -> U(x), log_prob(x, num_samples, seed) -> log p(x)."""
+    def serving_endpoints(self, chunk_size=100, log_prob_samples=serving.DEFAULT_LOG_PROB_SAMPLES):
+        """`ConditionalVAE`'s encode/decode/sample/sample_seeded (with labels), plus
+        classify(x) -> {probs} [n, K], and of log p(x) with y summed out:
+        batch-only elbo(x) -> {elbo} (U(x)) and log_prob(x) -> {log_prob}
+        (K = `log_prob_samples`), seeded elbo_seeded(x, seed) and
+        log_prob_seeded(x, num_samples, seed)."""
+        log_prob_samples = self.check_count("log_prob_samples", log_prob_samples, 1)
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
-        conditional = [e for e in super().serving_endpoints(chunk_size)
-                       if e[0] in ("encode", "decode", "sample")]
-        return conditional + [
+        conditional = [e for e in super().serving_endpoints(chunk_size, log_prob_samples)
+                       if e[0] in ("encode", "decode", "sample", "sample_seeded")]
+
+        def per_example(fn, x):
+            return serving.per_example(fn, self.read_examples(x, check_values=True))
+
+        return conditional[:3] + [
             ("classify", lambda x: {"probs": self.classify(
                 self.read_examples(x, check_values=True))}, [image]),
-            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
-            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+            ("elbo", lambda x: {"elbo": per_example(
+                lambda row: self.elbo(row, seed=serving.fixed_seed()), x)}, [image]),
+            ("log_prob", lambda x: {"log_prob": per_example(lambda row: self.log_prob(
+                row, num_samples=log_prob_samples, chunk_size=chunk_size,
+                seed=serving.fixed_seed()), x)}, [image]),
+            *conditional[3:],
+            ("elbo_seeded", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
+            ("log_prob_seeded", lambda x, n, s: {"log_prob": self.log_prob(
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
         ]
 

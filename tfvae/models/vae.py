@@ -22,6 +22,7 @@ from tfvae.objectives import base as objective_base
 from tfvae.objectives import elbo as elbo_objectives
 from tfvae.distributions import priors
 from tfvae.models import base
+from tfvae.models import serving
 
 _PACKAGE = "tfvae"
 
@@ -224,30 +225,62 @@ class VAE(base.LatentVariableModel):
                                 analytic_kl=self.training_objective.analytic_kl)
         return tf.reduce_mean(terms.log_likelihood - terms.kl, axis=0)
 
-    def serving_endpoints(self, chunk_size=100):
+    def serving_endpoints(self, chunk_size=100, log_prob_samples=serving.DEFAULT_LOG_PROB_SAMPLES):
         """The SavedModel signatures (`tfvae.training.export`), each returning a dict of tensors.
 
-        encode(x [n, H, W, C]) -> {loc, scale} [n, d] (`posterior_summary`);
-        decode(z [n, d]) -> {mean} [n, H, W, C]; sample(num_samples [], seed [2])
-        -> {images}; elbo(x, seed) -> {elbo} [n]; log_prob(x, num_samples, seed)
-        -> {log_prob} [n] (importance sampling with K = num_samples, §2.6).
+        Batch-only (every input has a batch dimension: TF Serving's row format
+        can send them; random draws use `serving.SERVING_SEED`, each example
+        on its own, see `tfvae.models.serving`):
+          encode(x [n, H, W, C]) -> {loc, scale} [n, d] (`posterior_summary`);
+          decode(z [n, d]) -> {mean} [n, H, W, C];
+          sample(index int32 [n]) -> {images} [n, H, W, C]: sample number
+            `index` of the fixed stream;
+          elbo(x) -> {elbo} [n] (one draw of z);
+          log_prob(x) -> {log_prob} [n] (importance sampling, §2.6, with
+            K = `log_prob_samples`).
+        Seeded (for research: explicit seed and counts):
+          sample_seeded(num_samples [], seed [2]) -> {images};
+          elbo_seeded(x, seed [2]) -> {elbo}; log_prob_seeded(x,
+          num_samples [] (K), seed [2]) -> {log_prob}.
 
         Every input is checked in graph (`check_values`, `check_latents`,
         `check_count`): an empty batch, a NaN or inf, x outside the
         likelihood's support, K < 1 or num_samples < 0 fail with an
         InvalidArgumentError naming the input, in a process without tfvae too.
+
+        Args:
+          chunk_size: importance samples per chunk of `log_prob` (memory bound).
+          log_prob_samples: K of the batch-only `log_prob`.
         """
+        log_prob_samples = self.check_count("log_prob_samples", log_prob_samples, 1)
         image = tf.TensorSpec([None, *self.image_shape], tf.float32, name="x")
         latent = tf.TensorSpec([None, self.latent.latent_size], tf.float32, name="z")
+        index = tf.TensorSpec([None], tf.int32, name="index")
         seed = tf.TensorSpec([2], tf.int32, name="seed")
         count = tf.TensorSpec([], tf.int32, name="num_samples")
+
+        def elbo(x):
+            x = self.read_examples(x, check_values=True)
+            return {"elbo": serving.per_example(
+                lambda row: self.elbo(row, seed=serving.fixed_seed()), x)}
+
+        def log_prob(x):
+            x = self.read_examples(x, check_values=True)
+            return {"log_prob": serving.per_example(lambda row: self.log_prob(
+                row, num_samples=log_prob_samples, chunk_size=chunk_size,
+                seed=serving.fixed_seed()), x)}
+
         return [
             ("encode", lambda x: self.posterior_summary(self.read_examples(x, check_values=True)),
              [image]),
             ("decode", lambda z: {"mean": self.decode(self.check_latents(z)).mean()}, [latent]),
-            ("sample", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
-            ("elbo", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
-            ("log_prob", lambda x, n, s: {"log_prob": self.log_prob(
+            ("sample", lambda i: {"images": serving.indexed_samples(
+                lambda s: self.sample(1, seed=s), self.image_shape, i)}, [index]),
+            ("elbo", elbo, [image]),
+            ("log_prob", log_prob, [image]),
+            ("sample_seeded", lambda n, s: {"images": self.sample(n, seed=s)}, [count, seed]),
+            ("elbo_seeded", lambda x, s: {"elbo": self.elbo(x, seed=s)}, [image, seed]),
+            ("log_prob_seeded", lambda x, n, s: {"log_prob": self.log_prob(
                 x, num_samples=n, chunk_size=chunk_size, seed=s)}, [image, count, seed]),
         ]
 

@@ -39,7 +39,7 @@ EVAL_BINARIZE_SEED = 0
 RESUMABLE_KEYS = frozenset({
     "epochs", "patience", "data_dir", "strategy", "tpu", "jit_compile", "steps_per_execution",
     "eval_num_samples", "export", "image_summaries", "max_eval_examples", "download",
-    "entry"})
+    "entry", "export_versions_to_keep", "export_log_prob_samples"})
 
 
 @dataclasses.dataclass
@@ -71,7 +71,12 @@ class TrainConfig:
       max_eval_examples: use only the first N validation/test examples (0 = all).
       eval_num_samples: K of the final test IS log-likelihood (0 skips it).
       image_summaries: write reconstruction/sample grids to TensorBoard.
-      export: write the SavedModel at the end.
+      export: write the SavedModel at the end, as a new version
+        WORKDIR/export/<version>/ (TF Serving's layout; docs/serving.md).
+      export_versions_to_keep: exported versions kept in WORKDIR/export (the
+        newest; >= 1).
+      export_log_prob_samples: K of the exported batch-only `log_prob(x)`
+        signature (importance samples per example, >= 1).
       download: allow the standard download when no local copy is found.
     """
 
@@ -95,6 +100,8 @@ class TrainConfig:
     image_summaries: bool = True
     export: bool = True
     download: bool = True
+    export_versions_to_keep: int = 3
+    export_log_prob_samples: int = 100
 
     def __post_init__(self):
         self.validate()
@@ -104,7 +111,8 @@ class TrainConfig:
         validation.one_of("dataset", self.dataset, data_lib.DATASETS)
         validation.one_of("binarize", self.binarize, BINARIZE)
         validation.one_of("strategy", self.strategy, STRATEGIES)
-        for name in ("epochs", "batch_size", "steps_per_execution"):
+        for name in ("epochs", "batch_size", "steps_per_execution", "export_versions_to_keep",
+                     "export_log_prob_samples"):
             validation.at_least(name, getattr(self, name), 1)
         for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
             validation.at_least(name, getattr(self, name), 0)
@@ -139,7 +147,8 @@ class TrainConfig:
         """{field: value} of fields added after workdirs were written without them: an
         older config.json that lacks one resumes as if it held this value. An entry
         whose Config adds a field later extends this."""
-        return {"optimizer": "adam", "ema_decay": 0.0}
+        return {"optimizer": "adam", "ema_decay": 0.0, "weight_prior_scale": 0.0,
+                "export_versions_to_keep": 3, "export_log_prob_samples": 100}
 
     def to_json(self):
         """The fields as JSON values, and "entry": the module that defines this config
@@ -321,7 +330,7 @@ def run(config, build_model, workdir):
       config: a `TrainConfig` (subclass) instance.
       build_model: callable(config, dataset_info) -> an uncompiled VAE.
       workdir: output folder: config.json, checkpoints/, tensorboard/,
-        model.keras, saved_model/, metrics.json.
+        model.keras, export/<version>/ (the SavedModel), metrics.json.
 
     Returns:
       The metrics dict written to `workdir/metrics.json`.
@@ -422,11 +431,13 @@ def _save_model(model, workdir):
     os.replace(tmp, path)
 
 
-def _export(model, path):
-    tmp = path + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    export_lib.export_saved_model(model, tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-    logging.info("Exported SavedModel with signatures %s to %s",
-                 ", ".join(name for name, _, _ in model.serving_endpoints()), path)
+def _export(model, workdir, config):
+    """Exports `model` as the next version of `workdir/export` (`export_lib.write_version`)."""
+    pixels = export_lib.pixel_preprocessing(data_lib.info(config.dataset), config.binarize,
+                                            model.image_shape)
+    path = export_lib.write_version(
+        model, os.path.join(workdir, export_lib.EXPORT_DIR), keep=config.export_versions_to_keep,
+        log_prob_samples=config.export_log_prob_samples, pixels=pixels)
+    logging.info("Exported SavedModel version %s to %s (serve it with tensorflow_model_server "
+                 "--model_base_path=%s; signatures: docs/serving.md)",
+                 os.path.basename(path), path, os.path.dirname(path))
