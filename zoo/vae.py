@@ -64,6 +64,10 @@ class Config(train.TrainConfig):
         (§4.4; needs analytic_kl=false).
       prior_num_flows: flow steps of a learned prior.
       prior_hidden_units: hidden widths of the learned prior's networks.
+      eval_num_samples: K of the final test IS log-likelihood (book §2.6; 0 skips it).
+        The default 200 keeps the quickstart's evaluation (the 10,000 Fashion-MNIST
+        test images, reference network) to about a minute on a 2-core CPU (40-54 s
+        measured on a 2-core Xeon shared with other jobs); papers report K = 5000.
     """
 
     latent_size: int = 32
@@ -87,6 +91,7 @@ class Config(train.TrainConfig):
     prior: str = "standard_normal"
     prior_num_flows: int = 4
     prior_hidden_units: tuple = (256, 256)
+    eval_num_samples: int = 200
 
     def validate(self):
         super().validate()

@@ -1,6 +1,9 @@
 """Training callbacks: resumable checkpoints with early stopping, TensorBoard
 images and histograms, a loud guard for skipped (non-finite) steps, and the
 time to the first training step.
+
+`write_final_summaries` (`tfvae.training.summaries.write_final`) writes a
+finished run's test metrics and HParams to its TensorBoard directory.
 """
 
 import math
@@ -13,6 +16,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from tfvae.training import summaries
+
+write_final_summaries = summaries.write_final
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
@@ -318,16 +325,7 @@ class FirstStepTimer(keras.callbacks.Callback):
                      "started.", now, now - self._start)
 
 
-def image_grid(images, columns):
-    """Tiles images [n, H, W, C] into one [1, rows*H, columns*W, C] grid (zero-padded)."""
-    images = np.asarray(images)
-    n, height, width, channels = images.shape
-    rows = -(-n // columns)
-    grid = np.zeros((rows * height, columns * width, channels), images.dtype)
-    for i, image in enumerate(images):
-        r, c = divmod(i, columns)
-        grid[r * height:(r + 1) * height, c * width:(c + 1) * width] = image
-    return grid[np.newaxis]
+image_grid = summaries.image_grid
 
 
 class ImageSummaries(keras.callbacks.Callback):
@@ -335,7 +333,12 @@ class ImageSummaries(keras.callbacks.Callback):
 
     Writes a data-vs-reconstruction grid (odd rows data, even rows the
     reconstructions E[x|z = E_q z]), a grid of prior samples E[x|z], z ~ p(z),
-    and histograms of the posterior means.
+    histograms of the posterior means and standard deviations, and, where the
+    model defines them (`tfvae.training.summaries`), the KL per latent
+    dimension (a histogram, the count of active dimensions, a scalar per
+    dimension) and a latent traversal grid (row i: dimension i of the first
+    example's posterior mean swept over -3..3). Everything is written at the
+    step of Keras's epoch scalars (the 0-based epoch).
 
     Args:
       log_dir: the TensorBoard directory.
@@ -384,4 +387,17 @@ class ImageSummaries(keras.callbacks.Callback):
                                              "each: its reconstruction E[x|z = E_q z].")
                 tf.summary.histogram("posterior_mean", summary["loc"])
                 tf.summary.histogram("posterior_stddev", summary["scale"])
+                self._latent_summaries(batch)
         self._writer.flush()
+
+    def _latent_summaries(self, batch):
+        """KL per dimension and the latent traversal grid, where the model has them."""
+        kl = summaries.kl_per_dimension(self.model, batch, seed=(self.seed, 1))
+        if kl is not None:
+            summaries.write_kl_per_dimension(kl)
+        traversal = summaries.latent_traversal(self.model, batch)
+        if traversal is not None:
+            columns = len(summaries.TRAVERSAL_VALUES)
+            tf.summary.image("latent_traversal", image_grid(traversal, columns),
+                             description=summaries.traversal_description(
+                                 len(traversal) // columns))
