@@ -10,7 +10,10 @@ recorded anew with
 
     python -m tests.golden --update
 
-and named, with its reason, in the commit and the issue note.
+and named, with its reason, in the commit and the issue note. A new entry's
+numbers are added, leaving every other entry's as recorded, with
+
+    python -m tests.golden --add NAME [NAME ...]
 """
 
 import dataclasses
@@ -79,10 +82,18 @@ def measure(name, workdir):
 
 def main(argv):
     import zoo
-    if argv[1:] != ["--update"]:
-        sys.exit("usage: python -m tests.golden --update")
-    values = {}
-    for name in zoo.ENTRIES:
+    if argv[1:] == ["--update"]:
+        names, values = zoo.ENTRIES, {}
+    elif argv[1:2] == ["--add"] and argv[2:]:
+        names = argv[2:]
+        with open(GOLDEN_PATH, encoding="utf-8") as f:
+            values = json.load(f)
+        known = sorted(set(names) & set(values))
+        if known or not set(names) <= set(zoo.ENTRIES):
+            sys.exit(f"--add takes new entries of zoo.ENTRIES; recorded already: {known}")
+    else:
+        sys.exit("usage: python -m tests.golden --update | --add NAME [NAME ...]")
+    for name in names:
         with tempfile.TemporaryDirectory() as workdir:
             values[name] = measure(name, workdir)
         print(name, values[name], flush=True)

@@ -72,7 +72,7 @@ LIGHT_ENTRIES = tuple(name for name in zoo.ENTRIES if name not in FULL_ENTRIES)
 # ones (test_every_model_class_is_exported keeps this list complete). `iwae`, `beta_vae`
 # and `beta_tcvae` are a `VAE` with another objective (the exported graph does not hold
 # the objective), exported by the full `vae` (closed-form KL) and `vae_iaf` (Monte Carlo).
-EXPORTED_LIGHT_ENTRIES = ("vamp_vae", "gumbel_vae")
+EXPORTED_LIGHT_ENTRIES = ("vamp_vae", "gumbel_vae", "vem", "mcmc_em", "wake_sleep")
 # One XLA train step against the same step without XLA (eager) from the same state, on the 768
 # training images (test_entry_trains_reloads_and_compiles_with_xla). XLA draws other random
 # numbers from the same stateless seed, so they differ by Monte-Carlo noise; measured over
@@ -477,7 +477,10 @@ def test_entry_trains_reloads_and_compiles_with_xla(name, tmp_path, tf_only):
     assert entry.Config().jit_compile is True
     # All 768 training images in one batch: a twelfth of a 64-image batch's gradient variance.
     train_ds, _, _ = config.datasets()
-    x = tf.concat([b["image"] for b in train_ds], axis=0)
+    batches = list(train_ds)
+    x = tf.concat([b["image"] for b in batches], axis=0)
+    if config.needs_example_index():       # per-example state (vem, mcmc_em): rows too
+        x = {"image": x, "index": tf.concat([b["index"] for b in batches], axis=0)}
     weights = [v.numpy() for v in model.trainable_variables]
     iterations = int(model.optimizer.iterations.numpy())
     xla_logs, xla_weights, xla_iterations = _train_step(model, x, jit_compile=True)

@@ -46,6 +46,9 @@ from tfvae.models import legacy  # noqa: E402,F401
 from tfvae.models import m2  # noqa: E402,F401
 from tfvae.models import pixel_vae  # noqa: E402,F401
 from tfvae.models import vamp_vae  # noqa: E402,F401
+from tfvae.models import mcmc_em  # noqa: E402,F401
+from tfvae.models import vem  # noqa: E402,F401
+from tfvae.models import wake_sleep  # noqa: E402,F401
 from tfvae.models.base import Batch  # noqa: E402,F401
 from tfvae.models.base import LatentVariableModel  # noqa: E402,F401
 from tfvae.models.flow_density import FlowDensity  # noqa: E402,F401

@@ -19,11 +19,12 @@ ENTRIES = ("vae", "vae_fullcov", "vae_iaf", "vae_planar", "vae_householder", "va
            "vae_flow_prior", "maf", "realnvp",
            "iwae", "miwae", "beta_vae", "beta_tcvae", "vamp_vae",
            "cvae", "m2", "gumbel_vae", "pixel_vae",
-           "hvae", "ladder_vae", "resnet_vae")
+           "hvae", "ladder_vae", "resnet_vae",
+           "vem", "mcmc_em", "wake_sleep")
 """The registry: every entry, in the order of `python -m zoo --list`, the README's entry
 table and BUILD's `py_binary` targets (`tests/test_registry.py` checks that they agree)."""
 
-TOOLS = ("evaluate", "gradients")
+TOOLS = ("evaluate", "gradients", "gaps")
 """Commands that work on any entry's workdir (`python -m zoo.evaluate`, `zoo.gradients`)."""
 
 

@@ -1,10 +1,13 @@
 """`python -m zoo.evaluate --workdir=DIR`: held-out ELBO, IS log-likelihood, bits/dim.
 
 Loads the trained model (`DIR/model.keras`, or with `--saved_model` the
-exported SavedModel's `elbo` and `log_prob` signatures) and the dataset named
+`elbo_seeded` and `log_prob_seeded` signatures of the newest exported
+SavedModel version, `DIR/export/<largest version>/`) and the dataset named
 in `DIR/config.json`, and prints one JSON line: dataset, split, n, elbo,
 log_likelihood (importance sampling, book §2.6, with K =
-num_importance_samples), likelihood_kind, bits_per_dim where it is defined
+num_importance_samples; or with `--estimator=ais` annealed importance
+sampling, `tfvae.evaluation.ais`, with its chains and steps named),
+estimator, likelihood_kind, bits_per_dim where it is defined
 (`tfvae.evaluation.estimators`), and their standard errors.
 
 A SavedModel is a program, not data: loading one runs the graph code in it, so
@@ -29,9 +32,18 @@ flags.DEFINE_integer("max_examples", 0, "Evaluate only the first N examples (0 =
 flags.DEFINE_integer("batch_size", 100, "Examples per evaluation batch.")
 flags.DEFINE_integer("chunk_size", 100, "Importance samples per chunk (bounds memory; with "
                      "--saved_model the export's chunk size applies).")
-flags.DEFINE_integer("seed", 0, "Seed of the importance samples.")
+flags.DEFINE_integer("seed", 0, "Seed of the importance samples (or AIS chains).")
+flags.DEFINE_enum("estimator", "is", ["is", "ais"],
+                  "log p(x) by importance sampling with K = --num_samples (book §2.6), or by "
+                  "annealed importance sampling with HMC (--ais_chains, --ais_steps, "
+                  "--ais_leapfrog_steps; tfvae/evaluation/ais.py).")
+flags.DEFINE_integer("ais_chains", 16, "AIS chains per example (--estimator=ais).")
+flags.DEFINE_integer("ais_steps", 500, "AIS intermediate distributions (--estimator=ais).")
+flags.DEFINE_integer("ais_leapfrog_steps", 10, "Leapfrog steps per HMC transition "
+                     "(--estimator=ais).")
 flags.DEFINE_bool("saved_model", False,
-                  "Evaluate the exported SavedModel (DIR/saved_model) instead of model.keras. "
+                  "Evaluate the newest exported SavedModel version (DIR/export/<largest "
+                  "integer>/) instead of model.keras. "
                   "A SavedModel is executable code (its graph runs when it is loaded and "
                   "called): only use this on exports you made or trust.")
 flags.DEFINE_string("data_dir", "", "Override the data_dir recorded in config.json.")
@@ -68,7 +80,8 @@ def _saved_model_functions(path, num_samples):
 
 
 def check_arguments(num_samples=1000, split="test", max_examples=0, batch_size=100,
-                    chunk_size=100):
+                    chunk_size=100, estimator="is", ais_chains=16, ais_steps=500,
+                    ais_leapfrog_steps=10, use_saved_model=False):
     """Raises ValueError naming the first invalid argument (the flag of the same name)."""
     from tfvae import validation
 
@@ -77,17 +90,32 @@ def check_arguments(num_samples=1000, split="test", max_examples=0, batch_size=1
     validation.at_least("max_examples", max_examples, 0)
     validation.at_least("batch_size", batch_size, 1)
     validation.at_least("chunk_size", chunk_size, 1)
+    validation.one_of("estimator", estimator, ("is", "ais"))
+    if estimator == "ais":
+        for name, value in (("ais_chains", ais_chains), ("ais_steps", ais_steps),
+                            ("ais_leapfrog_steps", ais_leapfrog_steps)):
+            validation.at_least(name, value, 1)
+        if use_saved_model:
+            raise ValueError("--estimator=ais needs the model's log p(x, z) and its gradient "
+                             "(model.keras); a SavedModel has only its signatures. Drop "
+                             "--saved_model.")
 
 
 def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, batch_size=100,
-                     chunk_size=100, seed=0, use_saved_model=False, data_dir=""):
+                     chunk_size=100, seed=0, use_saved_model=False, data_dir="", estimator="is",
+                     ais_chains=16, ais_steps=500, ais_leapfrog_steps=10):
     """Returns the evaluation dict for a trained workdir (see module docstring).
+
+    With estimator="ais", log_likelihood is the AIS estimate (`ais_chains`
+    chains of `ais_steps` HMC transitions per example) and the dict says so
+    ("estimator", "ais_chains", "ais_steps", "ais_leapfrog_steps").
 
     Raises:
       ValueError: an invalid argument (`check_arguments`, before anything is
         loaded), or a workdir without a (readable) config.json or model.
     """
-    check_arguments(num_samples, split, max_examples, batch_size, chunk_size)
+    check_arguments(num_samples, split, max_examples, batch_size, chunk_size, estimator,
+                    ais_chains, ais_steps, ais_leapfrog_steps, use_saved_model)
     import tfvae  # noqa: F401  (registers the model classes with Keras)
     from tfvae.evaluation import estimators as evaluation
 
@@ -100,12 +128,27 @@ def evaluate_workdir(workdir, num_samples=1000, split="test", max_examples=0, ba
         result = evaluation.evaluate_functions(elbo_fn, log_prob_fn, dataset, num_samples,
                                                seed=seed, max_examples=max_examples or None,
                                                likelihood_support=support)
+    elif estimator == "ais":
+        from tfvae.evaluation import ais
+
+        model = workdirs.load_model(os.path.join(workdir, "model.keras"))
+        ais.check_supported(model)
+        result = evaluation.evaluate_functions(
+            lambda batch, s: model.elbo(batch, seed=s),
+            lambda batch, s: ais.ais_log_prob(model, batch, num_chains=ais_chains,
+                                              num_steps=ais_steps,
+                                              leapfrog_steps=ais_leapfrog_steps,
+                                              seed=s).log_prob,
+            dataset, ais_chains, seed=seed, max_examples=max_examples or None,
+            likelihood_support=model.likelihood_support)
+        result.update(num_importance_samples=None, ais_chains=ais_chains, ais_steps=ais_steps,
+                      ais_leapfrog_steps=ais_leapfrog_steps)
     else:
         model = workdirs.load_model(os.path.join(workdir, "model.keras"))
         result = evaluation.evaluate(model, dataset, num_samples=num_samples,
                                      chunk_size=chunk_size, seed=seed,
                                      max_examples=max_examples or None)
-    return {"dataset": config["dataset"], "split": split, **result}
+    return {"dataset": config["dataset"], "split": split, "estimator": estimator, **result}
 
 
 def main(argv):
@@ -114,12 +157,14 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     try:
         check_arguments(FLAGS.num_samples, FLAGS.split, FLAGS.max_examples, FLAGS.batch_size,
-                        FLAGS.chunk_size)
+                        FLAGS.chunk_size, FLAGS.estimator, FLAGS.ais_chains, FLAGS.ais_steps,
+                        FLAGS.ais_leapfrog_steps, FLAGS.saved_model)
     except ValueError as e:
         raise app.UsageError(str(e)) from None
     result = evaluate_workdir(FLAGS.workdir, FLAGS.num_samples, FLAGS.split, FLAGS.max_examples,
                               FLAGS.batch_size, FLAGS.chunk_size, FLAGS.seed,
-                              FLAGS.saved_model, FLAGS.data_dir)
+                              FLAGS.saved_model, FLAGS.data_dir, FLAGS.estimator,
+                              FLAGS.ais_chains, FLAGS.ais_steps, FLAGS.ais_leapfrog_steps)
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -332,7 +332,7 @@ def load_arrays(name, split, data_dir=None, download=True):
 
 def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
                  seed=0, shuffle=None, drop_remainder=False, max_examples=None,
-                 download=True, epoch=None):
+                 download=True, epoch=None, with_index=False):
     """Builds a deterministic batched `tf.data` pipeline of a named dataset.
 
     Args:
@@ -353,10 +353,14 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
       epoch: None, or the epoch (>= 0) whose order and dynamic binarization
         the dataset holds: a function of (seed, epoch) alone, the same on
         every iteration and in every process (what a resumed run needs).
+      with_index: add "index", each example's position in the split (after
+        `max_examples`), for models with per-example state (variational EM's
+        local parameters).
 
     Returns:
       A `tf.data.Dataset` of dicts `{"image": float32 [B, H, W, C] in [0, 1],
-      "label": int64 [B]}`; without `epoch`, iterating it again is a new epoch.
+      "label": int64 [B]}` (and "index": int64 [B]); without `epoch`, iterating
+      it again is a new epoch.
 
     Raises:
       ValueError: for an invalid argument or missing data (see `load_arrays`).
@@ -382,7 +386,10 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
 
     # The arrays live in memory as uint8 (4x smaller than float32), so the
     # pipeline needs no `.cache()`; conversion happens per batch.
-    dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+    columns = {"image": images, "label": labels}
+    if with_index:
+        columns["index"] = np.arange(len(images), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle is None:
         shuffle = split == "train"
     if shuffle:
@@ -395,7 +402,7 @@ def make_dataset(name, split, batch_size, *, data_dir=None, binarize="none",
         if draw_seed is not None:  # Dynamic binarization: x ~ Bernoulli(image).
             noise = tf.random.stateless_uniform(tf.shape(image), seed=draw_seed)
             image = tf.cast(noise < image, tf.float32)
-        return {"image": image, "label": batch["label"]}
+        return {**batch, "image": image}
 
     if binarize == "dynamic":
         # One stateless seed pair per batch, new pairs every epoch, the same

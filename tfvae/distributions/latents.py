@@ -80,7 +80,11 @@ class LatentLayer(keras.layers.Layer):
 
     def posterior(self, h):
         """Returns q(z|x): batch shape [batch], event shape [latent_size]."""
-        params = self(h)
+        return self.posterior_from_params(self(h))
+
+    def posterior_from_params(self, params):
+        """q(z) of the posterior parameters [batch, params_size] (the head's output, or
+        per-example local parameters, `tfvae.evaluation.local_posterior`)."""
         base_size = self.posterior_family.params_size
         base = self.posterior_family.make(params[..., :base_size])
         if self.flow is None:

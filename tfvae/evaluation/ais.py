@@ -96,7 +96,8 @@ def schedule(num_steps, kind="sigmoid", sharpness=4.0):
     return (s - s[0]) / (s[-1] - s[0])
 
 
-def start_distribution(model, batch, start="posterior", num_fit_samples=64, seed=(0, 0)):
+def start_distribution(model, batch, start="posterior", num_fit_samples=64, seed=(0, 0),
+                       start_params=None):
     """r(z|x): batch shape [B], event [D], normalized, samplable, with a density.
 
     Args:
@@ -106,6 +107,9 @@ def start_distribution(model, batch, start="posterior", num_fit_samples=64, seed
         deviation of `num_fit_samples` draws of q(z|x); "prior": p(z).
       num_fit_samples: draws of q for the moment match.
       seed: stateless seed [2].
+      start_params: for start="posterior", other parameters [B, P] of the
+        model's posterior family to draw from instead of the encoder's (e.g. the
+        locally optimized q*, `local_posterior`).
     """
     if start not in STARTS:
         raise ValueError(f"`start` must be one of {STARTS}. Received: start={start!r}")
@@ -114,7 +118,10 @@ def start_distribution(model, batch, start="posterior", num_fit_samples=64, seed
             raise ValueError(f"start='prior' needs a model with `prior()`; "
                              f"{type(model).__name__} has none. Use start='posterior'.")
         return _Broadcast(model.prior(), tf.shape(batch.x)[0])
-    z, _ = model.sample_posterior(batch, num_fit_samples, seed)       # [M, B, D]
+    if start_params is not None:
+        z = model.posterior_from_params(start_params).sample(num_fit_samples, seed=seed)
+    else:
+        z, _ = model.sample_posterior(batch, num_fit_samples, seed)   # [M, B, D]
     mean = tf.reduce_mean(z, axis=0)
     std = tf.math.reduce_std(z, axis=0) + 1e-4
     return tfd.Independent(tfd.Normal(mean, std), 1)
@@ -214,7 +221,8 @@ def tuned_steps(model, batch, r, betas, leapfrog_steps, step_size, seed, num_cha
 
 
 def ais_log_prob(model, x, context=None, num_chains=16, num_steps=200, leapfrog_steps=10,
-                 step_size=0.05, start="posterior", kind="sigmoid", seed=None):
+                 step_size=0.05, start="posterior", kind="sigmoid", seed=None,
+                 start_params=None):
     """AIS estimate of log p(x) [B] with C = `num_chains` chains per example.
 
     Args:
@@ -228,6 +236,7 @@ def ais_log_prob(model, x, context=None, num_chains=16, num_steps=200, leapfrog_
       start: "posterior" or "prior" (`start_distribution`).
       kind: the schedule, "sigmoid" or "linear" (`schedule`).
       seed: stateless seed [2]; None draws one from the model's evaluation stream.
+      start_params: see `start_distribution` (start="posterior" only).
 
     Returns:
       An `AISResult`.
@@ -242,19 +251,21 @@ def ais_log_prob(model, x, context=None, num_chains=16, num_steps=200, leapfrog_
     if start not in STARTS:
         raise ValueError(f"`start` must be one of {STARTS}. Received: start={start!r}")
     batch = _batch(model, x, context)
+    if start_params is not None and start != "posterior":
+        raise ValueError(f"`start_params` is for start='posterior'. Received: start={start!r}")
     run = _compiled(model, ("ais", num_chains, num_steps, leapfrog_steps, float(step_size),
                             start, kind), _forward)
-    log_w, acceptance, step = run(batch.x, batch.context, model.eval_seed(seed))
+    log_w, acceptance, step = run(batch.x, batch.context, model.eval_seed(seed), start_params)
     log_prob = tf.reduce_logsumexp(log_w, axis=0) - math.log(num_chains)
     return AISResult(log_prob, log_w, acceptance, step)
 
 
-def _forward(model, x, context, seed, num_chains, num_steps, leapfrog_steps, step_size, start,
-             kind):
+def _forward(model, x, context, seed, start_params, num_chains, num_steps, leapfrog_steps,
+             step_size, start, kind):
     batch = base_lib.Batch(x, context, None, None)
     fit_seed, pilot_seed, chain_seed, anneal_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))
-    r = start_distribution(model, batch, start, seed=fit_seed)
+    r = start_distribution(model, batch, start, seed=fit_seed, start_params=start_params)
     betas = schedule(num_steps, kind)
     steps = tuned_steps(model, batch, r, betas, leapfrog_steps, step_size, pilot_seed)
     log_w, _, acceptance, used = anneal(model, batch, r, r.sample(num_chains, seed=chain_seed),

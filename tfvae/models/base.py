@@ -47,6 +47,7 @@ model class through `sample_posterior` and `log_joint` alone.
 """
 
 import collections
+import math
 
 import keras
 import numpy as np
@@ -77,7 +78,7 @@ def deserialize(obj):
 
 
 # Metrics of the train step only (the held-out step reports the objective's terms).
-TRAINING_ONLY = ("skipped_steps", "grad_norm")
+TRAINING_ONLY = ("skipped_steps", "grad_norm", "log_weight_prior")
 
 
 # ------------------------------------------------------------------ input checks
@@ -85,6 +86,15 @@ TRAINING_ONLY = ("skipped_steps", "grad_norm")
 # SavedModel, whose callers may import only TensorFlow) the checked tensor carries
 # assertions that fail with an `InvalidArgumentError` naming the input before any op
 # uses the value (both messages name the input as `name`).
+
+def unwrap(data):
+    """A batch as `fit` or `train_on_batch` gives it: `train_on_batch(x)` packs x
+    into (x, None, None) (no targets, no weights); that tuple's x is returned,
+    anything else as it is."""
+    if isinstance(data, tuple) and data and all(d is None for d in data[1:]):
+        return data[0]
+    return data
+
 
 def check_count(name, value, minimum):
     """Returns `value`, a count (a Python int or an integer scalar tensor), if >= `minimum`.
@@ -176,10 +186,14 @@ class LatentVariableModel(keras.Model):
         global gradient norm exceeds this; 0 disables.
       seed: int seed of the model's sampling noise (training and evaluation
         generators use `seed` and `seed + 1`), or None.
+      weight_prior: None (maximum likelihood), or {"scale": sigma, "num_examples":
+        N}: a Gaussian prior N(0, sigma^2 I) on every trainable weight, MAP
+        training (book A.2.1; see `set_weight_prior`).
       **kwargs: `keras.Model` arguments (`name`, ...).
     """
 
-    def __init__(self, example_shape, *, max_grad_norm=0.0, seed=None, **kwargs):
+    def __init__(self, example_shape, *, max_grad_norm=0.0, seed=None, weight_prior=None,
+                 **kwargs):
         super().__init__(**kwargs)
         if not float(max_grad_norm) >= 0:
             raise ValueError(f"`max_grad_norm` must be >= 0. Received: max_grad_norm={max_grad_norm!r}")
@@ -193,6 +207,41 @@ class LatentVariableModel(keras.Model):
         self.training_objective = None   # an `Objective`, set by `use_objective`
         self._step_trackers = {"skipped_steps": keras.metrics.Sum(name="skipped_steps"),
                                "grad_norm": keras.metrics.Mean(name="grad_norm")}
+        self.weight_prior = None
+        if weight_prior is not None:
+            self.set_weight_prior(**weight_prior)
+
+    def set_weight_prior(self, scale, num_examples):
+        """MAP training (book A.2.1): a Gaussian prior N(0, scale^2 I) on every trainable weight.
+
+        Each training step's loss (a per-example mean) gets -log p(theta) / N,
+        N = `num_examples` (the training set's size), so that the total over
+        an epoch is the negative log posterior of theta up to a constant; the
+        term is logged as `log_weight_prior` (log p(theta) / N, with its
+        normalizing constant). Call before `compile`.
+
+        Raises:
+          ValueError: scale <= 0 or num_examples < 1.
+        """
+        if isinstance(scale, bool) or not float(scale) > 0:
+            raise ValueError(f"The weight prior's `scale` must be > 0. Received: scale={scale!r}")
+        if isinstance(num_examples, bool) or not int(num_examples) >= 1 \
+                or int(num_examples) != num_examples:
+            raise ValueError("The weight prior's `num_examples` must be an integer >= 1. "
+                             f"Received: num_examples={num_examples!r}")
+        self.weight_prior = {"scale": float(scale), "num_examples": int(num_examples)}
+        self._step_trackers["log_weight_prior"] = keras.metrics.Mean(name="log_weight_prior")
+
+    def log_weight_prior(self):
+        """log p(theta) / N (a scalar) of the weight prior; 0 without one."""
+        if self.weight_prior is None:
+            return tf.constant(0.0)
+        scale, n = self.weight_prior["scale"], self.weight_prior["num_examples"]
+        variables = self.trainable_variables
+        size = sum(int(np.prod(v.shape)) for v in variables)
+        squares = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+        log_prior = -0.5 * squares / scale ** 2 - 0.5 * size * math.log(2 * math.pi * scale ** 2)
+        return log_prior / n
 
     # ------------------------------------------------------------- protocol
     @property
@@ -274,6 +323,7 @@ class LatentVariableModel(keras.Model):
 
     def read_examples(self, data, check_values=False):
         """x [B, *example_shape] from a batch (dict with "image", tuple, or tensor)."""
+        data = unwrap(data)
         if isinstance(data, Batch):
             data = data.x
         if isinstance(data, dict):
@@ -382,7 +432,11 @@ class LatentVariableModel(keras.Model):
         batch = self.read_batch(data)
         seed = self.seed_from(None, self.seed_generator)
         with tf.GradientTape() as tape:
-            values = self.objective(batch, seed, training=True)
+            values = self.training_values(data, batch, seed)
+            if self.weight_prior is not None:
+                log_prior = self.log_weight_prior()
+                values = {**values, "loss": values["loss"] - log_prior,
+                          "log_weight_prior": log_prior}
             # Gradients are summed over replicas: scale the per-replica loss.
             loss = values["loss"] / guarded_step.num_replicas()
         applied, grad_norm = guarded_step.minimize_if_finite(
@@ -390,7 +444,30 @@ class LatentVariableModel(keras.Model):
             max_grad_norm=self.max_grad_norm)
         guarded_step.update_metrics(self._all_trackers(), {**values, "grad_norm": grad_norm},
                                     applied)
-        return {m.name: m.result() for m in self.metrics}
+        held_out_only = self.held_out_only_metric_names()
+        return {m.name: m.result() for m in self.metrics if m.name not in held_out_only}
+
+    def training_only_metric_names(self):
+        """Metrics only a training step computes (not reported on held-out data)."""
+        return TRAINING_ONLY
+
+    def held_out_only_metric_names(self):
+        """Metrics only held-out steps compute (a model whose training step does not
+        evaluate its objective, MCMC-EM, names the objective's here)."""
+        return ()
+
+    def training_values(self, data, batch, seed):
+        """The scalars of one training step: "loss" (minimized) and the logged terms.
+
+        The objective's (`objective(batch, seed, training=True)`); a model with
+        per-example state updates it here first (variational EM's E-step,
+        `tfvae.models.vem`). Runs under the step's gradient tape.
+
+        Args:
+          data: the batch as the dataset gives it; batch: its `Batch`; seed: [2].
+        """
+        del data
+        return self.objective(batch, seed, training=True)
 
     def test_step(self, data):
         """The objective on held-out data; per-example averages (a smaller last batch weighs less).
@@ -402,7 +479,8 @@ class LatentVariableModel(keras.Model):
         values = self.objective(batch, self.eval_seed(None))
         batch_size = tf.shape(batch.x)[0]
         guarded_step.update_metrics(self._all_trackers(), values, tf.constant(True), batch_size)
-        return {m.name: m.result() for m in self.metrics if m.name not in TRAINING_ONLY}
+        training_only = self.training_only_metric_names()
+        return {m.name: m.result() for m in self.metrics if m.name not in training_only}
 
     # ------------------------------------------------------------ serialization
     def get_build_config(self):
@@ -412,7 +490,8 @@ class LatentVariableModel(keras.Model):
         self.build(tuple(config["input_shape"]))
 
     def get_config(self):
-        config = {**super().get_config(), "max_grad_norm": self.max_grad_norm, "seed": self.seed}
+        config = {**super().get_config(), "max_grad_norm": self.max_grad_norm, "seed": self.seed,
+                  "weight_prior": self.weight_prior}
         if self.training_objective is not None:
             config["objective"] = objective_base.serialize(self.training_objective)
         return config

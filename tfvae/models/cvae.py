@@ -108,6 +108,10 @@ class ConditionalVAE(vae.VAE):
         """Returns q(z|x, y) for x [batch, H, W, C], labels `context` [batch]: event [latent_size]."""
         return self.posterior_from_features(self.encoder(x), context)
 
+    def posterior_params(self, x, context=None):
+        """The amortized parameters of q(z|x, y) [batch, latent.params_size]."""
+        return self.latent(tf.concat([self.encoder(x), self.one_hot(context)], axis=-1))
+
     def posterior_from_features(self, h, labels):
         """q(z|x, y) from encoder features h [batch, F] (computed once for all y)."""
         return self.latent.posterior(tf.concat([h, self.one_hot(labels)], axis=-1))

@@ -98,6 +98,17 @@ class VAE(base.LatentVariableModel):
         del context  # an unconditional model
         return self.latent.posterior(self.encoder(x))
 
+    def posterior_params(self, x, context=None):
+        """The amortized parameters of q(z|x) [batch, latent.params_size] (the latent
+        head's output; `encode` is `posterior_from_params` of them)."""
+        del context
+        return self.latent(self.encoder(x))
+
+    def posterior_from_params(self, params):
+        """q(z) of posterior parameters [batch, latent.params_size]: the same family
+        with other (e.g. locally optimized, book §2.7) parameters."""
+        return self.latent.posterior_from_params(params)
+
     def decode(self, z, context=None):
         """Returns p(x|z) for z [..., latent_size]: batch [...], event (H, W, C)."""
         del context
@@ -180,8 +191,13 @@ class VAE(base.LatentVariableModel):
         del training  # the same networks in training and evaluation
         return self.elbo_terms(batch, seed, num_samples, analytic_kl)
 
-    def elbo_terms(self, batch, seed, num_samples=1, analytic_kl=True):
+    def elbo_terms(self, batch, seed, num_samples=1, analytic_kl=True, q=None):
         """The ELBO's pieces of a batch (x [B, H, W, C], context) at `num_samples` draws.
+
+        Args:
+          batch, seed, num_samples, analytic_kl: the batch, its noise and the KL.
+          q: the posterior to use instead of `encode`'s (variational EM's local
+            posterior, `tfvae.models.vem`).
 
         Returns:
           `Terms`: log p(x|z) [S, B]; KL ([B] closed form or [S, B] Monte
@@ -189,7 +205,7 @@ class VAE(base.LatentVariableModel):
           posterior (q, p, z [S, B, d]).
         """
         batch = self.as_batch(batch)
-        q = self.encode(batch.x, batch.context)
+        q = self.encode(batch.x, batch.context) if q is None else q
         p = self.prior()
         z, kl = self.sample_and_kl(q, p, num_samples, seed, analytic_kl)
         log_likelihood = self.decode(z, batch.context).log_prob(batch.x)   # [samples, batch]

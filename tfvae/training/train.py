@@ -61,6 +61,10 @@ class TrainConfig:
         the averaged weights are the ones evaluated, saved and exported at
         the end (the validation ELBO during training uses the raw weights).
         0 disables.
+      weight_prior_scale: sigma of a Gaussian prior N(0, sigma^2 I) on every
+        trainable weight: MAP estimation of theta (book A.2.1), log p(theta) / N
+        per example added to the objective and logged as `log_weight_prior`
+        (N = training examples). 0 = maximum likelihood (no prior).
       patience: early stopping after this many epochs without a better
         validation ELBO; 0 disables.
       strategy: "default", "mirrored", "multi_worker" or "tpu".
@@ -89,6 +93,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     optimizer: str = "adam"
     ema_decay: float = 0.0
+    weight_prior_scale: float = 0.0
     patience: int = 10
     strategy: str = "default"
     tpu: str = ""
@@ -125,6 +130,7 @@ class TrainConfig:
                 f"max_train_examples={self.max_train_examples}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={self.ema_decay!r}")
+        validation.non_negative("weight_prior_scale", self.weight_prior_scale)
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
 
@@ -214,13 +220,21 @@ class TrainConfig:
         binarization are a function of (seed, epoch) alone, so a resumed run sees
         the data an uninterrupted one does; None: reshuffled on every iteration.
 
-        Entries whose model needs other batches (the labelled and unlabelled
-        streams of semi-supervised training) override this method.
+        Batches carry each example's row ("index") when the model keeps
+        per-example state (`needs_example_index`). Entries whose model needs
+        other batches (the labelled and unlabelled streams of semi-supervised
+        training) override this method.
         """
         return data_lib.make_dataset(
             self.dataset, "train", self.batch_size, binarize=self.binarize, seed=self.seed,
             drop_remainder=True, max_examples=self.max_train_examples or None,
-            data_dir=self.data_dir or None, download=self.download, epoch=epoch)
+            data_dir=self.data_dir or None, download=self.download, epoch=epoch,
+            with_index=self.needs_example_index())
+
+    def needs_example_index(self):
+        """Whether training batches carry "index" (the non-amortized baselines'
+        per-example state, `tfvae.models.nonamortized`)."""
+        return False
 
     def dataset_info(self):
         """The `tfvae.data.datasets.DatasetInfo` of the data the model sees (overridden
@@ -317,6 +331,8 @@ def build_compiled(config, build_model, info, images, strategy):
         jit_compile = False
     with strategy.scope():
         model = build_model(config, info)
+        if config.weight_prior_scale:
+            model.set_weight_prior(config.weight_prior_scale, config.num_train_examples())
         model(images[:1])
         model.compile(optimizer=make_optimizer(config),
                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
