@@ -104,7 +104,7 @@ def test_two_workers_train_from_the_cli_and_only_the_chief_writes(reference):
 
 def test_two_workers_reach_the_single_device_likelihood(reference, tmp_path):
     """Same global batch (128), data and seed: test log p(x) within 0.5 nats of one
-    device (measured: 0.05 nats after 2 epochs; the replicas draw other noise)."""
+    device (measured: 0.09 nats after these 8 epochs; the replicas draw other noise)."""
     single = str(tmp_path / "single")
     _finish(_start(single, strategy="default", workers=1))
     gap = _metrics(reference[0])["test_log_likelihood"] - _metrics(single)["test_log_likelihood"]
