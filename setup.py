@@ -28,6 +28,8 @@ setuptools.setup(
         "digits": ["scikit-learn>=1.3"],
         "test": [
             "pytest>=8",
+            # The suite runs on every core (pytest.ini: -n auto).
+            "pytest-xdist>=3.5",
             "scikit-learn>=1.3",
             "scipy>=1.11",
             "nbformat>=5.9",

@@ -93,7 +93,8 @@ def _cli(workdir, *flags):
     return subprocess.run(
         [sys.executable, "-m", "zoo.vem", f"--workdir={workdir}", "--dataset=digits",
          "--hidden_units=32", "--latent_size=4", "--image_summaries=false", "--export=false",
-         "--eval_num_samples=20", "--eval_e_steps=30", *flags],
+         "--eval_num_samples=20", "--eval_e_steps=30", "--max_train_examples=640",
+         "--max_eval_examples=100", *flags],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
