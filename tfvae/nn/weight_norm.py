@@ -55,22 +55,28 @@ class _WeightNorm(keras.layers.Layer):
     def call(self, inputs, training=False):
         inputs = tf.convert_to_tensor(inputs, self.compute_dtype)
 
-        def plain():
+        def linear():
             return self._linear(inputs, self.g * self._direction()) + self.b
 
-        def init():
-            t = tf.stop_gradient(self._linear(inputs, self._direction()))
-            axes = list(range(len(t.shape) - 1))
-            mean, variance = tf.nn.moments(t, axes=axes)
-            inv_std = self.init_scale / tf.sqrt(variance + _EPSILON)
-            with tf.control_dependencies([self.g.assign(inv_std), self.b.assign(-mean * inv_std),
-                                          self.initialized.assign(1.0)]):
-                return plain()
-
-        if training:
-            out = tf.cond(self.initialized > 0.5, plain, init)
+        if not training:
+            out = linear()
         else:
-            out = plain()
+            def statistics():
+                t = tf.stop_gradient(self._linear(inputs, self._direction()))
+                mean, variance = tf.nn.moments(t, axes=list(range(len(t.shape) - 1)))
+                inv_std = self.init_scale / tf.sqrt(variance + _EPSILON)
+                return inv_std, -mean * inv_std
+
+            # Only the values are chosen in the `cond`; the assigns stay outside it, where
+            # a MirroredStrategy replica may make them (an assign in a `cond` branch is a
+            # `merge_call`, which it refuses). After the init they assign g and b their
+            # own values.
+            g, b = tf.cond(self.initialized > 0.5,
+                           lambda: (tf.identity(self.g), tf.identity(self.b)), statistics)
+            with tf.control_dependencies([self.g.assign(tf.cast(g, self.g.dtype)),
+                                          self.b.assign(tf.cast(b, self.b.dtype)),
+                                          self.initialized.assign(1.0)]):
+                out = linear()
         return self.activation(out) if self.activation is not None else out
 
     def get_config(self):
