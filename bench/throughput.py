@@ -63,7 +63,7 @@ def main(argv):
             continue
         for key in ("entry", "batch_size", "steps_per_execution", "jit_compile",
                     "examples_per_sec", "gflops", "matmul_peak_gflops", "efficiency",
-                    "peer_examples_per_sec", "speedup_vs_peer"):
+                    "roofline_efficiency", "peer_examples_per_sec", "speedup_vs_peer"):
             if key in result:
                 value = result[key]
                 sys.stdout.write(f"{key:>22}: {value:.4g}\n" if isinstance(value, float)

@@ -3,7 +3,9 @@
 `measure(entry, ...)` builds and compiles a zoo entry as the training loop
 does, times `fit` epochs on cached batches of the loop's own pipeline
 (optionally alternating with a pythae peer), and relates the rate to the
-matmul FLOPs of the traced objective and the CPU's measured matmul peak.
+matmul FLOPs of the traced objective and the CPU's measured matmul peak, and
+the step time to the step's roofline (`bench.roofline`: its own matmuls timed
+alone plus Adam's bytes at the measured memory bandwidth).
 """
 
 import datetime
@@ -16,6 +18,7 @@ import tensorflow as tf
 
 import zoo
 from bench import flops as flops_lib
+from bench import roofline as roofline_lib
 from tfvae.data import datasets as data_lib
 from tfvae.training import train
 
@@ -32,6 +35,30 @@ def matmul_peak_gflops(n=2048, repeats=10):
         matmul().numpy()
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e9
+
+
+# The flags of /proc/cpuinfo that decide the speed of these benchmarks (CPUs differ between
+# the project's machines: AVX2 only, or AVX-512 with AMX-BF16).
+FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+            "amx_bf16", "amx_int8", "f16c")
+
+
+def cpu_report(path="/proc/cpuinfo"):
+    """The CPU's model, its cores and its `FEATURES` that are present (recorded beside
+    every speed figure); model and features are empty where `path` is unreadable."""
+    info = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break                          # the end of the first processor
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    present = set(info.get("flags", "").split())
+    return {"model": info.get("model name", platform.processor()), "cores": os.cpu_count(),
+            "features": [f for f in FEATURES if f in present]}
 
 
 def intra_op_threads():
@@ -110,6 +137,8 @@ def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execu
             peer.close()
     examples_per_sec = steps * batch_size / min(seconds)
     peak = max(peak_before, matmul_peak_gflops())
+    bound = roofline_lib.roofline(model, first, optimizer="adam")
+    step_seconds = min(seconds) / steps
     gflops = examples_per_sec * flops / 1e9
     result = {"entry": entry_name, "dataset": dataset, "batch_size": batch_size,
               "steps_per_execution": config.steps_per_execution,
@@ -117,7 +146,9 @@ def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execu
               "pipeline": pipeline,
               "steps": steps, "epoch_seconds": seconds, "examples_per_sec": examples_per_sec,
               "flops_per_example": flops, "gflops": gflops, "matmul_peak_gflops": peak,
-              "efficiency": gflops / peak, "intra_op_threads": intra_op_threads(),
+              "efficiency": gflops / peak, "step_seconds": step_seconds,
+              "roofline": bound, "roofline_efficiency": bound["seconds"] / step_seconds,
+              "cpu": cpu_report(), "intra_op_threads": intra_op_threads(),
               "date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     if peer:

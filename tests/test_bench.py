@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from bench import flops
 from bench import report
+from bench import roofline
 from bench import timing
 
 
@@ -58,6 +59,48 @@ def test_dynamic_shapes_are_refused():
     graph = _graph(lambda x: tf.matmul(x, tf.ones([3, 2])), tf.TensorSpec([None, 3]))
     with pytest.raises(ValueError, match="static shapes"):
         flops.matmul_flops(graph)
+
+
+class _Mlp:
+    """A two-layer MLP with the zoo models' `objective(x, seed)` protocol."""
+
+    def __init__(self):
+        self.net = keras.Sequential([keras.layers.Dense(7), keras.layers.Dense(3)])
+        self.net.build((None, 5))
+        self.trainable_variables = self.net.trainable_variables
+
+    def objective(self, x, seed):
+        del seed
+        return {"loss": tf.reduce_sum(self.net(x) ** 2)}
+
+
+def test_roofline_counts_the_forward_and_backward_matmuls_of_the_step():
+    matmuls = roofline.step_matmuls(roofline.step_graph(_Mlp(), tf.zeros([4, 5])))
+    shapes = sorted((sig[1][0][0], sig[1][1][0], dict(sig[2])["transpose_a"],
+                     dict(sig[2])["transpose_b"]) for sig, (count, _) in matmuls.items()
+                    for _ in range(count))
+    # Forward x @ W1, h @ W2; backward dW2 = h^T g, dh = g W2^T, dW1 = x^T dh (no dx: x is
+    # not a variable).
+    assert shapes == sorted([((4, 5), (5, 7), False, False), ((4, 7), (7, 3), False, False),
+                             ((4, 7), (4, 3), True, False), ((4, 3), (7, 3), False, True),
+                             ((4, 5), (4, 7), True, False)])
+    signature = next(iter(matmuls))
+    assert roofline.time_op(signature, repeat=2, repeats=2) > 0
+    with pytest.raises(ValueError, match="control flow"):
+        roofline.step_matmuls(_graph(lambda x: tf.cond(x[0, 0] > 0, lambda: tf.matmul(x, x),
+                                                       lambda: x), tf.TensorSpec([3, 3])))
+
+
+def test_roofline_charges_adam_seven_passes_over_the_parameters():
+    bound = roofline.roofline(_Mlp(), tf.zeros([4, 5]))
+    assert bound["parameters"] == 5 * 7 + 7 + 7 * 3 + 3
+    assert bound["optimizer_bytes"] == 7 * 4 * bound["parameters"]
+    assert bound["optimizer_seconds"] == pytest.approx(
+        bound["optimizer_bytes"] / bound["memory_bytes_per_second"])
+    assert bound["seconds"] == pytest.approx(bound["matmul_seconds"] + bound["optimizer_seconds"])
+    assert bound["memory_bytes_per_second"] == max(bound["memory_bytes_per_second_by"].values())
+    with pytest.raises(ValueError, match="`optimizer` must be one of"):
+        roofline.roofline(_Mlp(), tf.zeros([4, 5]), optimizer="lamb")
 
 
 def test_overrides_parse_json_values():
