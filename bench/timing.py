@@ -20,6 +20,7 @@ import zoo
 from bench import flops as flops_lib
 from bench import roofline as roofline_lib
 from tfvae.data import datasets as data_lib
+from tfvae.nn import precision
 from tfvae.training import train
 
 
@@ -46,16 +47,7 @@ FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16
 def cpu_report(path="/proc/cpuinfo"):
     """The CPU's model, its cores and its `FEATURES` that are present (recorded beside
     every speed figure); model and features are empty where `path` is unreadable."""
-    info = {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    break                          # the end of the first processor
-                key, _, value = line.partition(":")
-                info[key.strip()] = value.strip()
-    except OSError:
-        pass
+    info = precision.cpu_info(path)
     present = set(info.get("flags", "").split())
     return {"model": info.get("model name", platform.processor()), "cores": os.cpu_count(),
             "features": [f for f in FEATURES if f in present]}

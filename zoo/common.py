@@ -41,7 +41,7 @@ TRAIN_CONFIG_GROUPS = {
     "data": ("dataset", "data_dir", "binarize", "max_train_examples", "download"),
     "training": ("epochs", "batch_size", "seed", "learning_rate", "optimizer", "ema_decay",
                  "patience", "strategy", "tpu", "jit_compile", "steps_per_execution",
-                 "weight_prior_scale"),
+                 "weight_prior_scale", "mixed_precision"),
     "evaluation": ("eval_num_samples", "max_eval_examples"),
     "output": ("image_summaries", "export", "export_versions_to_keep",
                "export_log_prob_samples"),

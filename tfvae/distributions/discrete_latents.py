@@ -103,7 +103,7 @@ class RelaxedCategorical(families.Family):
 
     def logits(self, params):
         """Reshapes params [..., N * K] to logits [..., N, K]."""
-        params = tf.convert_to_tensor(params)
+        params = families.full_precision(params)
         if params.shape[-1] is not None and params.shape[-1] != self.params_size:
             raise ValueError(f"`params` must have last dimension {self.params_size}. "
                              f"Received: params.shape={params.shape}")

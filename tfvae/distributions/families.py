@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.nn import precision
+
 tfd = tfp.distributions
 
 _PACKAGE = "tfvae"
@@ -38,13 +40,33 @@ def _check_event_shape(event_shape, name="event_shape"):
     return shape
 
 
+def full_precision(params):
+    """`params` as a tensor, in float32 if a network computed it in bfloat16 or float16.
+
+    The boundary of mixed precision (`tfvae.nn.precision`): every distribution
+    parameter, log-density and KL is float32 (bfloat16's 8-bit mantissa would
+    round a log p(x|z) summed over 784 pixels to about 1 nat). tfvae's networks
+    already return float32; this covers layers under a global low-precision
+    Keras policy. float32 and float64 pass unchanged.
+
+    Args:
+      params: a tensor (or array) of distribution parameters [..., n].
+
+    Returns:
+      The same values [..., n], float32 if they were bfloat16 or float16.
+    """
+    params = tf.convert_to_tensor(params)
+    return tf.cast(params, tf.float32) if params.dtype.name in precision.LOW_PRECISION else params
+
+
 def split_params(params, event_shape, k):
     """Reshapes flat params [..., prod(event)*k] to k tensors [..., *event].
 
     The parameter index is innermost, so a conv decoder's [H, W, C*k] output
-    flattened in row-major order maps pixel by pixel.
+    flattened in row-major order maps pixel by pixel. Low-precision params
+    become float32 (`full_precision`).
     """
-    params = tf.convert_to_tensor(params)
+    params = full_precision(params)
     size = int(np.prod(event_shape)) * k
     if params.shape[-1] is not None and params.shape[-1] != size:
         raise ValueError(
@@ -186,7 +208,7 @@ class Categorical(Family):
 
     def make(self, params):
         """Args: params: logits [..., prod(event_shape) * num_classes]."""
-        params = tf.convert_to_tensor(params)
+        params = full_precision(params)
         logits = tf.reshape(params, tf.concat(
             [tf.shape(params)[:-1], self.event_shape, [self.num_classes]], 0))
         dist = tfd.Categorical(logits=logits)
@@ -222,7 +244,7 @@ class DiagonalGaussian(Family):
 
     def make(self, params):
         """Args: params: [..., 2 * latent_size] = (mu, log sigma). Returns: MVNDiag."""
-        params = tf.convert_to_tensor(params)
+        params = full_precision(params)
         _check_last_dim(params, self.params_size)
         loc, log_scale = tf.split(params, 2, axis=-1)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.exp(log_scale))
@@ -267,7 +289,7 @@ class FullCovarianceGaussian(Family):
 
     def scale_tril(self, params):
         """Returns (loc [..., d], L [..., d, d], log sigma [..., d]) from params."""
-        params = tf.convert_to_tensor(params)
+        params = full_precision(params)
         _check_last_dim(params, self.params_size)
         d = self.latent_size
         loc, log_scale, lower = tf.split(params, [d, d, d * (d - 1) // 2], axis=-1)

@@ -437,8 +437,9 @@ class LatentVariableModel(keras.Model):
                 log_prior = self.log_weight_prior()
                 values = {**values, "loss": values["loss"] - log_prior,
                           "log_weight_prior": log_prior}
-            # Gradients are summed over replicas: scale the per-replica loss.
-            loss = values["loss"] / guarded_step.num_replicas()
+            # Gradients are summed over replicas: scale the per-replica loss (and by
+            # float16's dynamic loss scale; identity otherwise).
+            loss = self.optimizer.scale_loss(values["loss"] / guarded_step.num_replicas())
         applied, grad_norm = guarded_step.minimize_if_finite(
             self.optimizer, tape, loss, self.trainable_variables,
             max_grad_norm=self.max_grad_norm)

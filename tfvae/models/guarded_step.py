@@ -4,6 +4,12 @@ Used by `LatentVariableModel.train_step`: the per-replica loss is scaled by
 1/replicas (gradients are summed over replicas), the step is skipped when the
 loss or any gradient is NaN/inf on any replica, and the caller counts the
 skip in a metric so the `SkippedStepGuard` callback can report it loudly.
+
+float16 training (`--mixed_precision=float16`) uses Keras'
+`LossScaleOptimizer`: the caller differentiates `optimizer.scale_loss(loss)`,
+an overflowing step is skipped here like any other non-finite one and halves
+the dynamic scale (as the optimizer would), and the gradient norm is that of
+the unscaled gradients.
 """
 
 import keras
@@ -14,13 +20,22 @@ def num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def dynamic_loss_scale(optimizer):
+    """The loss scale variable of a `LossScaleOptimizer`, else None."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer.dynamic_scale
+    return None
+
+
 def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
     """Applies the gradient of `loss` (the replica's loss) unless it is non-finite.
 
     Args:
       optimizer: the model's Keras optimizer.
       tape: the `tf.GradientTape` that recorded `loss`.
-      loss: scalar per-replica loss, already divided by the number of replicas.
+      loss: scalar per-replica loss, already divided by the number of replicas
+        and scaled by `optimizer.scale_loss` (the identity but for float16's
+        `LossScaleOptimizer`).
       variables: the trainable variables.
       max_grad_norm: if > 0, also skip a step whose (replica's) global
         gradient norm exceeds it: deep hierarchical VAEs get rare huge
@@ -38,6 +53,10 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         if g is not None:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
     norm = tf.linalg.global_norm([g for g in grads if g is not None])
+    scale = dynamic_loss_scale(optimizer)
+    if scale is not None:
+        norm = norm / scale
+        overflow = tf.logical_not(optimizer.check_finite(grads))
     if max_grad_norm:
         finite = tf.logical_and(finite, norm <= max_grad_norm)
     context = tf.distribute.get_replica_context()
@@ -45,12 +64,20 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         # All replicas must agree on skipping, or the all-reduce would hang.
         not_finite = tf.cast(tf.logical_not(finite), tf.float32)
         finite = context.all_reduce(tf.distribute.ReduceOp.SUM, not_finite) == 0.0
+        if scale is not None:
+            overflow = context.all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.cast(overflow, tf.float32)) > 0.0
 
     def apply():
         optimizer.apply(grads, variables)
 
+    def skip():
+        if scale is not None:
+            # float16 overflowed at this scale: halve it (LossScaleOptimizer's own rule).
+            keras.ops.cond(overflow, lambda: _lower_loss_scale(optimizer), lambda: None)
+
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
-        keras.ops.cond(finite, apply, lambda: None)
+        keras.ops.cond(finite, apply, skip)
         return finite, norm
 
     # A strategy that aggregates gradients through `merge_call` (Mirrored)
@@ -62,10 +89,16 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         def apply_each():
             distribution.extended.call_for_each_replica(optimizer.apply, args=(grads, variables))
 
-        keras.ops.cond(first, apply_each, lambda: None)
+        keras.ops.cond(first, apply_each, skip)
 
     tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
     return finite, norm
+
+
+def _lower_loss_scale(optimizer):
+    """Halves a `LossScaleOptimizer`'s dynamic scale and restarts its growth count."""
+    optimizer.step_counter.assign(0)
+    optimizer.dynamic_scale.assign(optimizer.dynamic_scale * 0.5)
 
 
 def update_metrics(trackers, values, finite, batch_size=1):

@@ -1,11 +1,15 @@
 """Encoder and decoder networks: Keras 3 layers that map tensors to tensors.
 
 Networks never return distributions (Keras 3 layers must return tensors);
-a family (`tfvae.distributions.families`) turns their output into one.
+a family (`tfvae.distributions.families`) turns their output into one. Each
+is a `tfvae.nn.precision.Network`: under `--mixed_precision` it computes in
+bfloat16 or float16 and returns float32.
 """
 
 import keras
 import numpy as np
+
+from tfvae.nn import precision
 
 _PACKAGE = "tfvae"
 
@@ -29,7 +33,7 @@ def _check_positive(value, name):
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class MLP(keras.layers.Layer):
+class MLP(precision.Network):
     """Multilayer perceptron on flattened inputs.
 
     Input [batch, ...] is flattened to [batch, n]; hidden Dense layers with
@@ -64,11 +68,13 @@ class MLP(keras.layers.Layer):
             raise ValueError(
                 f"`output_shape_` must have {self.output_units} elements. "
                 f"Received: output_shape_={output_shape_!r}")
-        self._flatten = keras.layers.Flatten()
-        self._hidden = [keras.layers.Dense(u, activation=activation, name=f"dense_{i}")
+        policy = self.dtype_policy       # the sub-layers compute as the network does
+        self._flatten = keras.layers.Flatten(dtype=policy)
+        self._hidden = [keras.layers.Dense(u, activation=activation, name=f"dense_{i}",
+                                           dtype=policy)
                         for i, u in enumerate(self.hidden_units)]
         self._out = keras.layers.Dense(self.output_units, activation=output_activation,
-                                       name="dense_out")
+                                       name="dense_out", dtype=policy)
 
     def build(self, input_shape):
         n = int(np.prod(input_shape[1:]))
@@ -84,7 +90,7 @@ class MLP(keras.layers.Layer):
         out = self._out(h)
         if self.output_shape_:
             out = keras.ops.reshape(out, (-1,) + self.output_shape_)
-        return out
+        return self.full_precision_output(out)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + (self.output_shape_ or (self.output_units,))
@@ -97,7 +103,7 @@ class MLP(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class ConvEncoder(keras.layers.Layer):
+class ConvEncoder(precision.Network):
     """Strided convolutional encoder: images [batch, H, W, C] -> [batch, output_units].
 
     Each entry of `filters` is a 3x3 convolution with stride 2 (halving H and
@@ -117,11 +123,13 @@ class ConvEncoder(keras.layers.Layer):
         self.output_units = _check_positive(output_units, "output_units")
         self.activation = activation
         keras.activations.get(activation)
+        policy = self.dtype_policy       # the sub-layers compute as the network does
         self._convs = [keras.layers.Conv2D(f, 3, strides=2, padding="same",
-                                           activation=activation, name=f"conv_{i}")
+                                           activation=activation, name=f"conv_{i}", dtype=policy)
                        for i, f in enumerate(self.filters)]
-        self._flatten = keras.layers.Flatten()
-        self._out = keras.layers.Dense(self.output_units, activation=activation, name="dense_out")
+        self._flatten = keras.layers.Flatten(dtype=policy)
+        self._out = keras.layers.Dense(self.output_units, activation=activation, name="dense_out",
+                                       dtype=policy)
 
     def build(self, input_shape):
         if len(input_shape) != 4:
@@ -137,7 +145,7 @@ class ConvEncoder(keras.layers.Layer):
         h = inputs
         for conv in self._convs:
             h = conv(h)                  # [batch, H/2^i, W/2^i, filters_i]
-        return self._out(self._flatten(h))
+        return self.full_precision_output(self._out(self._flatten(h)))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.output_units)
@@ -148,7 +156,7 @@ class ConvEncoder(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(_PACKAGE)
-class ConvDecoder(keras.layers.Layer):
+class ConvDecoder(precision.Network):
     """Transposed-convolution decoder: z [batch, d] -> [batch, H, W, output_channels].
 
     A Dense layer maps z to a [H/2^n, W/2^n, filters[0]] feature map; each
@@ -179,12 +187,15 @@ class ConvDecoder(keras.layers.Layer):
                 f"`image_shape` height and width must be divisible by 2**len(filters)={factor}. "
                 f"Received: image_shape={image_shape!r}, filters={filters!r}")
         self._start_shape = (height // factor, width // factor, self.filters[0])
+        policy = self.dtype_policy       # the sub-layers compute as the network does
         self._dense = keras.layers.Dense(int(np.prod(self._start_shape)), activation=activation,
-                                         name="dense_in")
+                                         name="dense_in", dtype=policy)
         self._deconvs = [keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same",
-                                                      activation=activation, name=f"deconv_{i}")
+                                                      activation=activation, name=f"deconv_{i}",
+                                                      dtype=policy)
                          for i, f in enumerate(self.filters)]
-        self._out = keras.layers.Conv2D(self.output_channels, 3, padding="same", name="conv_out")
+        self._out = keras.layers.Conv2D(self.output_channels, 3, padding="same", name="conv_out",
+                                        dtype=policy)
 
     def build(self, input_shape):
         self._dense.build(input_shape)
@@ -198,7 +209,7 @@ class ConvDecoder(keras.layers.Layer):
         h = keras.ops.reshape(self._dense(inputs), (-1,) + self._start_shape)
         for deconv in self._deconvs:
             h = deconv(h)                # [batch, 2h, 2w, filters_i]
-        return self._out(h)              # [batch, H, W, output_channels]
+        return self.full_precision_output(self._out(h))    # [batch, H, W, output_channels]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + self.image_shape[:2] + (self.output_channels,)

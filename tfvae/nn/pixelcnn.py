@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfvae.distributions import families
+
 tfd = tfp.distributions
 
 _PACKAGE = "tfvae"
@@ -271,13 +273,15 @@ def make_autoregressive_bernoulli(pixelcnn, context, image_shape):
 
     Args:
       pixelcnn: a built `PixelCNN` with one output channel.
-      context: [..., H, W, C_ctx], e.g. the decoder's map of z.
+      context: [..., H, W, C_ctx], e.g. the decoder's map of z (float32 from here on if
+        a mixed-precision decoder computed it in bfloat16 or float16: the PixelCNN's
+        logits are distribution parameters).
       image_shape: (H, W, 1).
 
     Returns:
       `AutoregressiveBernoulli`, batch shape [...], event shape (H, W, 1).
     """
-    context = tf.convert_to_tensor(context)
+    context = families.full_precision(context)
     image_shape = tuple(int(d) for d in image_shape)
     if tuple(context.shape[-3:-1]) != image_shape[:2]:
         raise ValueError(f"The context map's height and width {tuple(context.shape[-3:-1])} "

@@ -16,11 +16,13 @@ import sys
 import tempfile
 
 import keras
+import tensorflow as tf
 from absl import logging
 
 from tfvae.training import callbacks as callbacks_lib
 from tfvae.data import datasets as data_lib
 from tfvae.evaluation import estimators as evaluation
+from tfvae.nn import precision
 from tfvae.training import export as export_lib
 from tfvae.training import strategies
 from tfvae import validation
@@ -82,6 +84,12 @@ class TrainConfig:
       export_log_prob_samples: K of the exported batch-only `log_prob(x)`
         signature (importance samples per example, >= 1).
       download: allow the standard download when no local copy is found.
+      mixed_precision: "none" (float32 throughout), "bfloat16" or "float16": the
+        encoder and decoder networks compute in that precision (Keras policy
+        "mixed_bfloat16" / "mixed_float16", weights float32); distribution
+        parameters, log-densities, KL, IS, the loss and the optimizer state stay
+        float32. float16 adds dynamic loss scaling (for GPUs). Warns where the
+        hardware emulates it, or XLA does not use it (tfvae.nn.precision).
     """
 
     dataset: str = "mnist"
@@ -107,6 +115,7 @@ class TrainConfig:
     download: bool = True
     export_versions_to_keep: int = 3
     export_log_prob_samples: int = 100
+    mixed_precision: str = "none"
 
     def __post_init__(self):
         self.validate()
@@ -122,6 +131,7 @@ class TrainConfig:
         for name in ("patience", "max_train_examples", "max_eval_examples", "eval_num_samples"):
             validation.at_least(name, getattr(self, name), 0)
         validation.one_of("optimizer", self.optimizer, OPTIMIZERS)
+        validation.one_of("mixed_precision", self.mixed_precision, precision.MIXED_PRECISION)
         if self.dataset in data_lib.DATASETS and self.num_train_examples() < self.batch_size:
             raise ValueError(
                 f"`batch_size` ({self.batch_size}) exceeds the {self.num_train_examples()} "
@@ -154,7 +164,8 @@ class TrainConfig:
         older config.json that lacks one resumes as if it held this value. An entry
         whose Config adds a field later extends this."""
         return {"optimizer": "adam", "ema_decay": 0.0, "weight_prior_scale": 0.0,
-                "export_versions_to_keep": 3, "export_log_prob_samples": 100}
+                "export_versions_to_keep": 3, "export_log_prob_samples": 100,
+                "mixed_precision": "none"}
 
     def to_json(self):
         """The fields as JSON values, and "entry": the module that defines this config
@@ -305,11 +316,28 @@ def check_resumable(config_json, path, added_fields=None):
 
 
 def make_optimizer(config):
-    """The Keras optimizer of `config` (Adam or Adamax, optionally with EMA weights)."""
+    """The Keras optimizer of `config` (Adam or Adamax, optionally with EMA weights;
+    float16 training wraps it in a dynamic `LossScaleOptimizer`)."""
     cls = keras.optimizers.Adamax if config.optimizer == "adamax" else keras.optimizers.Adam
     if config.ema_decay:
-        return cls(config.learning_rate, use_ema=True, ema_momentum=config.ema_decay)
-    return cls(config.learning_rate)
+        optimizer = cls(config.learning_rate, use_ema=True, ema_momentum=config.ema_decay)
+    else:
+        optimizer = cls(config.learning_rate)
+    if config.mixed_precision == "float16":
+        # float16's smallest normal number is 6e-5: small gradients would underflow to 0
+        # unless the loss is scaled up for the backward pass (and the gradients down).
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def warn_about_precision(config, jit_compile):
+    """Logs `precision.hardware_warnings` for `config.mixed_precision` on this machine."""
+    accelerator = bool(tf.config.list_logical_devices("GPU")
+                       or tf.config.list_logical_devices("TPU"))
+    for message in precision.hardware_warnings(
+            config.mixed_precision, accelerator=accelerator, jit_compile=jit_compile,
+            flags=precision.cpu_flags()):
+        logging.warning(message)
 
 
 def build_compiled(config, build_model, info, images, strategy):
@@ -329,13 +357,19 @@ def build_compiled(config, build_model, info, images, strategy):
         logging.warning("jit_compile is not supported with %d replicas; training without XLA.",
                         strategy.num_replicas_in_sync)
         jit_compile = False
+    warn_about_precision(config, jit_compile)
     with strategy.scope():
         model = build_model(config, info)
+        precision.apply(model, config.mixed_precision)       # before the model is built
         if config.weight_prior_scale:
             model.set_weight_prior(config.weight_prior_scale, config.num_train_examples())
         model(images[:1])
         model.compile(optimizer=make_optimizer(config),
                       jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        if isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer):
+            # Its dynamic scale must be a variable when the step is traced (unbuilt, the
+            # traced step would keep the initial scale as a constant).
+            model.optimizer.build(model.trainable_variables)
     return model
 
 
