@@ -20,7 +20,8 @@ from zoo import vae  # noqa: E402
 
 
 def one_step(strategy, x):
-    """Returns (updates per variable, replicas, skipped steps) of one SGD step on x."""
+    """Returns (updates per variable, replicas, skipped steps, logged gradient norm) of one
+    SGD step on x."""
     keras.utils.set_random_seed(0)
     config = vae.Config(dataset="digits", latent_size=4, hidden_units=(16, 16))
     with strategy.scope():
@@ -35,21 +36,23 @@ def one_step(strategy, x):
     history = model.fit(tf.data.Dataset.from_tensor_slices(x).batch(len(x)), epochs=1,
                         verbose=0).history
     updates = [v.numpy() - b for v, b in zip(model.trainable_variables, before)]
-    return updates, strategy.num_replicas_in_sync, history["skipped_steps"][0]
+    return (updates, strategy.num_replicas_in_sync, history["skipped_steps"][0],
+            history["grad_norm"][0])
 
 
 def main():
     x = (np.random.default_rng(0).random((8, 8, 8, 1)) > 0.5).astype("float32")
     mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    single, n_single, _ = one_step(tf.distribute.get_strategy(), x)
-    multi, n_multi, _ = one_step(mirrored, x)
+    single, n_single, _, norm_single = one_step(tf.distribute.get_strategy(), x)
+    multi, n_multi, _, norm_multi = one_step(mirrored, x)
     bad = x.copy()
     bad[-1, 0, 0, 0] = np.nan          # only the second replica's half has a NaN
-    skipped_updates, _, skipped = one_step(mirrored, bad)
+    skipped_updates, _, skipped, _ = one_step(mirrored, bad)
     print(json.dumps({
         "replicas": [n_single, n_multi],
         "max_abs_diff": max(float(np.abs(a - b).max()) for a, b in zip(single, multi)),
         "max_update": max(float(np.abs(a).max()) for a in single),
+        "grad_norm": [norm_single, norm_multi],
         "skipped_steps": skipped,
         "max_update_when_skipped": max(float(np.abs(a).max()) for a in skipped_updates),
     }))

@@ -1,5 +1,5 @@
-"""MirroredStrategy over 2 logical CPUs: the same update as one device, and a
-NaN on one replica skips the step on all (run in a subprocess, since logical
+"""MirroredStrategy over 2 logical CPUs: the same update and gradient norm as one
+device, and a NaN on one replica skips the step on all (run in a subprocess, since logical
 devices must be set before TensorFlow starts)."""
 
 import json
@@ -21,3 +21,7 @@ def test_mirrored_update_equals_single_device_and_skips_together():
     # Per-replica losses are scaled by 1/replicas: the summed update matches.
     assert out["max_abs_diff"] < 1e-6 * max(1.0, out["max_update"]) * 10, out
     assert out["skipped_steps"] == 1.0 and out["max_update_when_skipped"] == 0.0, out
+    # The logged (and `max_grad_norm`'s) norm is that of the summed gradient: the one-device
+    # norm (the replica's own norm, of half the batch's loss / 2, was about half of it).
+    single, multi = out["grad_norm"]
+    assert single > 0 and abs(multi - single) <= 1e-5 * single, out

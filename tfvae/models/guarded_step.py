@@ -27,6 +27,22 @@ def dynamic_loss_scale(optimizer):
     return None
 
 
+def global_gradient_norm(grads):
+    """The norm of the gradient summed over replicas, ||sum_r g_r|| (grads: a list
+    of this replica's tensors or None).
+
+    Under several replicas this all-reduces the gradients once more (the
+    optimizer's own all-reduce is left as it is, so the update is unchanged):
+    the per-replica norm would depend on the number of replicas, and so would
+    `max_grad_norm`'s decision.
+    """
+    grads = [g for g in grads if g is not None]
+    context = tf.distribute.get_replica_context()
+    if num_replicas() > 1 and context is not None and grads:
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    return tf.linalg.global_norm(grads)
+
+
 def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
     """Applies the gradient of `loss` (the replica's loss) unless it is non-finite.
 
@@ -37,22 +53,23 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
         and scaled by `optimizer.scale_loss` (the identity but for float16's
         `LossScaleOptimizer`).
       variables: the trainable variables.
-      max_grad_norm: if > 0, also skip a step whose (replica's) global
-        gradient norm exceeds it: deep hierarchical VAEs get rare huge
+      max_grad_norm: if > 0, also skip a step whose global gradient norm
+        exceeds it: deep hierarchical VAEs get rare huge
         gradients from a collapsing posterior scale that one update would
         turn into NaNs (Child 2021's "skip updates"). 0 disables.
 
     Returns:
       (applied, grad_norm): a boolean scalar, True if the update was applied
-      (equal on all replicas), and the replica's global gradient norm (of the
-      loss as given, i.e. divided by the replicas).
+      (equal on all replicas), and the norm of the gradient the optimizer
+      applies (summed over replicas, unscaled): the one-device norm of the
+      same global batch, for any number of replicas.
     """
     grads = tape.gradient(loss, variables)
     finite = tf.math.is_finite(loss)
     for g in grads:
         if g is not None:
             finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
-    norm = tf.linalg.global_norm([g for g in grads if g is not None])
+    norm = global_gradient_norm(grads)
     scale = dynamic_loss_scale(optimizer)
     if scale is not None:
         norm = norm / scale
