@@ -572,11 +572,12 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def epochs_saved():
-        # Any ckpt-N with N >= 2: an epoch takes well under the poll interval on a quiet
-        # machine, and the manager keeps only the newest two (ckpt-2 may be gone already).
-        numbers = [int(os.path.basename(p)[len("ckpt-"):-len(".index")])
-                   for p in glob.glob(os.path.join(last, "ckpt-*.index"))]
-        return max(numbers, default=0)
+        # The N of the checkpoint the state file names (>= 2 is enough: the manager keeps
+        # only the newest two). Not the newest ckpt-N.index on disk: a kill just after that
+        # file appears and before the state file names it (a loaded CI machine hit this
+        # window) leaves ckpt-N-1 as the newest complete checkpoint, as restore sees it.
+        path = tf.train.latest_checkpoint(last) if os.path.isdir(last) else None
+        return int(path.rsplit("-", 1)[1]) if path else 0
 
     deadline = time.time() + 240
     while epochs_saved() < 2 and time.time() < deadline and proc.poll() is None:
