@@ -65,15 +65,16 @@ def minimize_if_finite(optimizer, tape, loss, variables, max_grad_norm=0.0):
       same global batch, for any number of replicas.
     """
     grads = tape.gradient(loss, variables)
-    finite = tf.math.is_finite(loss)
+    grads_finite = tf.constant(True)
     for g in grads:
         if g is not None:
-            finite = tf.logical_and(finite, tf.reduce_all(tf.math.is_finite(g)))
+            grads_finite = tf.logical_and(grads_finite, tf.reduce_all(tf.math.is_finite(g)))
+    finite = tf.logical_and(tf.math.is_finite(loss), grads_finite)
     norm = global_gradient_norm(grads)
     scale = dynamic_loss_scale(optimizer)
     if scale is not None:
         norm = norm / scale
-        overflow = tf.logical_not(optimizer.check_finite(grads))
+        overflow = tf.logical_not(grads_finite)       # float16 overflowed at this scale
     if max_grad_norm:
         finite = tf.logical_and(finite, norm <= max_grad_norm)
     context = tf.distribute.get_replica_context()
