@@ -30,7 +30,8 @@ def inference_gaps(model, data, elbo_samples=1000, is_samples=1000, ais_chains=1
 
     Args:
       model: a model with per-example posterior parameters
-        (`local_posterior.check_supported`: VAE and its continuous variants).
+        (`local_posterior.check_supported`: VAE and its continuous variants,
+        HierarchicalVAE).
       data: a batch: examples [B, ...], or a dataset's dict {"image", "label"} (a
         conditional model reads its condition from it).
       elbo_samples: draws of z for each ELBO (amortized and local).

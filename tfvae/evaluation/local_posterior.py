@@ -15,8 +15,10 @@ The same ascent is the E-step of variational EM with local parameters
 (book appendix A.2.2).
 
 Works for models with `posterior_params(x, context)` and
-`posterior_from_params(params)` (`VAE` and its variants with continuous
-latents).
+`posterior_from_params(params)`: `VAE` and its variants with continuous
+latents, and `HierarchicalVAE`, whose per-example parameters are what its
+stack's posterior reads of x (`posterior_features`: the bottom-up heads'
+outputs; the top-down networks, like a flow's weights, stay shared).
 """
 
 import tensorflow as tf
@@ -30,7 +32,7 @@ def check_supported(model):
     if not (hasattr(model, "posterior_params") and hasattr(model, "posterior_from_params")):
         raise ValueError(f"{type(model).__name__} has no per-example posterior parameters "
                          "(`posterior_params`, `posterior_from_params`); the local posterior "
-                         "is defined for VAE and its variants.")
+                         "is defined for VAE, its variants and HierarchicalVAE.")
 
 
 def elbo(model, batch, params, num_samples, seed):

@@ -142,6 +142,53 @@ def layer_output(z, q, p, log_q=None, analytic=True):
     return LayerOutput(z, q, p, log_q - p.log_prob(z), analytic=False)
 
 
+class StackPosterior:
+    """q(z_1..L | x) of a stack at given per-example parameters (book §2.7, §4.1).
+
+    The parameters are the stack's `posterior_features` of B examples,
+    flattened and concatenated [B, P]; the stack's weights are shared by all
+    examples. Any [B, P] is a member of the stack's posterior family, which is
+    what the per-example optimization of `tfvae.evaluation.local_posterior`
+    moves in. Only draws are offered (the latents' density at other points
+    would need each layer's IAF inverted).
+
+    Args:
+      stack: an `MLPStack` or `ResNetStack`.
+      params: [B, P], P = the sum of the sizes of `stack.feature_shapes`.
+    """
+
+    def __init__(self, stack, params):
+        self.stack = stack
+        self.params = tf.convert_to_tensor(params, tf.float32)
+
+    def _features(self, num_samples):
+        """The features of S copies of the batch, sample-major: S * B rows each."""
+        shapes = self.stack.feature_shapes
+        rows = num_samples * tf.shape(self.params)[0]
+        parts = tf.split(tf.tile(self.params, [num_samples, 1]), [flat_size(s) for s in shapes],
+                         axis=-1)
+        return [tf.reshape(part, [rows, *shape]) for part, shape in zip(parts, shapes)]
+
+    def experimental_sample_and_log_prob(self, num_samples, seed):
+        """z_1..L ~ q flattened and concatenated [S, B, D], and log q(z_1..L|x) [S, B].
+
+        Args:
+          num_samples: S, a scalar.
+          seed: stateless seed [2].
+        """
+        outputs, _ = self.stack.infer_from_features(self._features(num_samples), seed,
+                                                    analytic=False)
+        n = tf.shape(self.params)[0]
+        z = tf.concat([tf.reshape(o.z, [num_samples * n, -1]) for o in outputs], axis=-1)
+        # MC layer terms are log q_l(z_l) - log p_l(z_l): add log p_l back for log q_l.
+        log_q = tf.add_n([o.kl + o.p.log_prob(o.z) for o in outputs])
+        return (tf.reshape(z, [num_samples, n, -1]), tf.reshape(log_q, [num_samples, n]))
+
+    def sample(self, num_samples, seed):
+        """z_1..L ~ q flattened and concatenated [S, B, D]."""
+        return self.experimental_sample_and_log_prob(num_samples, seed)[0]
+
+
 def kl_groups(output, num_groups):
     """Per-group KL [N, num_groups] of a layer without a flow (free bits, §2.8.1).
 

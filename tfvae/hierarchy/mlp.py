@@ -152,6 +152,40 @@ class MLPStack(keras.layers.Layer):
         return self._out(self._decoder(z_1, training=training), training=training)
 
     # --------------------------------------------------------------- inference
+    @property
+    def feature_shapes(self):
+        """Shape of each tensor of `posterior_features` (one example's)."""
+        if self.inference == "bottom_up":
+            return [(2 * self.latent_sizes[0],)]
+        ctx = self.iaf_context_size if self.iaf_steps else 0
+        return [(2 * d + ctx,) for d in self.latent_sizes]
+
+    def posterior_features(self, x, training=False):
+        """What the posterior reads of x: the bottom-up heads' outputs (book §2.7, §4.1).
+
+        Everything else in q(z_1..L | x) is a function of these tensors and of
+        the latents drawn above or below, so they are the per-example
+        (local) parameters of the stack's posterior family: `infer_from_features`
+        with other values is another member of the same family.
+
+        Args:
+          x: images [N, H, W, C].
+          training: as in `infer`.
+
+        Returns:
+          A list of [N, *feature_shapes[i]]: for "bottom_up" q(z_1|x)'s
+          [loc, log_scale] (the layers above read only z); otherwise each
+          layer's [loc, log_scale, IAF context] of the deterministic pass.
+        """
+        h = tf.reshape(x, [tf.shape(x)[0], -1])
+        if self.inference == "bottom_up":
+            return [self._up_heads[0](self._up[0](h, training=training), training=training)]
+        features = []
+        for l in range(self.num_layers):
+            h = self._up[l](h, training=training)                  # deterministic d_l
+            features.append(self._up_heads[l](h, training=training))
+        return features
+
     def infer(self, x, seed, analytic=True, training=False, mean=False):
         """Posterior pass: z_l ~ q and the per-layer terms.
 
@@ -165,15 +199,21 @@ class MLPStack(keras.layers.Layer):
         Returns:
           (list of `LayerOutput` z_1 ... z_L, params of p(x|z_1) [N, output_size]).
         """
-        h = tf.reshape(x, [tf.shape(x)[0], -1])
+        return self.infer_from_features(self.posterior_features(x, training), seed, analytic,
+                                        training, mean)
+
+    def infer_from_features(self, features, seed, analytic=True, training=False, mean=False):
+        """`infer` from given `posterior_features` (a list of [N, *feature_shapes[i]])."""
         seeds = [tf.random.experimental.stateless_fold_in(seed, l) for l in range(self.num_layers)]
         if self.inference == "bottom_up":
             drawn = []
+            params = features[0]
             for l in range(self.num_layers):
-                loc, log_scale, _ = self._split_up(
-                    self._up_heads[l](self._up[l](h, training=training), training=training), l)
+                if l:                                              # q(z_{l+1} | z_l)
+                    params = self._up_heads[l](self._up[l](drawn[-1][0], training=training),
+                                               training=training)
+                loc, log_scale, _ = self._split_up(params, l)
                 drawn.append(self._draw(l, loc, log_scale, None, seeds[l], mean))
-                h = drawn[-1][0]                                   # q(z_{l+1} | z_l)
             outputs = [None] * self.num_layers
             for l in reversed(range(self.num_layers)):
                 z, q, log_q = drawn[l]
@@ -183,12 +223,9 @@ class MLPStack(keras.layers.Layer):
                 # only the single-sample log-ratio is an unbiased KL term.
                 outputs[l] = base.layer_output(z, q, p, log_q, analytic=False)
             return outputs, self._decode(outputs[0].z, training)
-        up = []
-        for l in range(self.num_layers):
-            h = self._up[l](h, training=training)                  # deterministic d_l
-            up.append(self._split_up(self._up_heads[l](h, training=training), l))
+        up = [self._split_up(f, l) for l, f in enumerate(features)]
         outputs = [None] * self.num_layers
-        z_above = h
+        z_above = features[-1]                 # the top layer's prior reads its batch size only
         for l in reversed(range(self.num_layers)):
             loc, log_scale, context = up[l]
             p, t = self._prior(l, z_above, training)

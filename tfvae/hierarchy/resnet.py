@@ -187,30 +187,48 @@ class ResNetStack(keras.layers.Layer):
         """Whether layer l's latents are at half the resolution of layer l-1's."""
         return l > 0 and self._group[l] != self._group[l - 1]
 
-    def _bottom_up_features(self, x, training):
-        """Deterministic pass (ladder, bidirectional): [(q_up, ctx_up)] per layer."""
+    @property
+    def feature_shapes(self):
+        """Shape of each tensor of `posterior_features` (one example's)."""
+        ctx = self._up_split[2]
+        if self.inference == "bottom_up":
+            return [(*self.latent_shapes[0][:2], 2 * self.latent_channels)]
+        return [(*shape[:2], 2 * self.latent_channels + ctx) for shape in self.latent_shapes]
+
+    def posterior_features(self, x, training=False):
+        """What the posterior reads of x; see `MLPStack.posterior_features`.
+
+        Returns:
+          A list of [N, *feature_shapes[i]]: for "bottom_up" q(z_1|x)'s
+          [loc, log_scale] maps; otherwise each layer's bottom-up
+          [loc, log_scale, IAF context] maps of the deterministic pass.
+        """
         h = self._stem(2.0 * x - 1.0, training=training)
-        up = []
+        if self.inference == "bottom_up":
+            return [tf.split(self._up_a[0](self._act(h), training=training),
+                             self._up_split, -1)[1]]
+        hid_size = self._up_split[0]
+        features = []
         for l in range(self.num_layers):
             if self._coarser(l):
                 shrink = self._up_shrink[self._group[l] - 1](self._act(h), training=training)
                 h = tf.nn.avg_pool2d(h, 2, 2, "VALID") + _RESIDUAL_SCALE * shrink
-            hid, q_up, ctx_up = tf.split(self._up_a[l](self._act(h), training=training),
-                                         self._up_split, -1)
+            hid, feature = tf.split(self._up_a[l](self._act(h), training=training),
+                                    [hid_size, sum(self._up_split[1:])], -1)
             if l < self.num_layers - 1:
                 h = h + _RESIDUAL_SCALE * self._up_b[l](self._act(hid), training=training)
-            up.append((q_up, ctx_up))
-        return up
+            features.append(feature)
+        return features
 
-    def _bottom_up_draws(self, x, seeds, training, mean):
-        """Bottom-up posterior z_l ~ q(z_l | z_{l-1}): [(z_l, q_l, None)] per layer."""
-        h = self._stem(2.0 * x - 1.0, training=training)
+    def _bottom_up_draws(self, q_up, seeds, training, mean):
+        """Bottom-up posterior z_l ~ q(z_l | z_{l-1}) from q(z_1|x)'s [loc, log_scale]
+        `q_up`: [(z_l, q_l, None)] per layer."""
         drawn = []
         for l in range(self.num_layers):
             if l:
                 h = self._up_embed[l - 1](drawn[-1][0], training=training)
-            _, q_up, _ = tf.split(self._up_a[l](self._act(h), training=training),
-                                  self._up_split, -1)
+                q_up = tf.split(self._up_a[l](self._act(h), training=training),
+                                self._up_split, -1)[1]
             loc, log_scale = tf.split(q_up, 2, axis=-1)
             drawn.append(base.draw(base.gaussian(loc, log_scale, 3), seeds[l], mean=mean))
         return drawn
@@ -223,9 +241,9 @@ class ResNetStack(keras.layers.Layer):
         p = base.gaussian(p_loc, p_log_scale + log_temperature, 3)
         return hid, p, q_down, ctx
 
-    def _posterior(self, l, up, p, q_down, ctx_down, seed, mean):
-        """Ladder/bidirectional q_l from the bottom-up (q_up, ctx_up) and the top-down split."""
-        q_up, ctx_up = up
+    def _posterior(self, l, feature, p, q_down, ctx_down, seed, mean):
+        """Ladder/bidirectional q_l from the bottom-up [q_up, ctx_up] and the top-down split."""
+        q_up, ctx_up = tf.split(feature, self._up_split[1:], -1)
         loc, log_scale = tf.split(q_up, 2, axis=-1)
         if self.inference == "ladder":
             p_loc, p_scale = base.normal_parts(p)
@@ -271,12 +289,16 @@ class ResNetStack(keras.layers.Layer):
           (list of `LayerOutput` z_1 ... z_L with z_l [N, *latent_shapes[l]],
           likelihood params [N, H*W*output_channels]).
         """
+        return self.infer_from_features(self.posterior_features(x, training), seed, analytic,
+                                        training, mean)
+
+    def infer_from_features(self, features, seed, analytic=True, training=False, mean=False):
+        """`infer` from given `posterior_features` (a list of [N, *feature_shapes[i]])."""
         seeds = [tf.random.experimental.stateless_fold_in(seed, l)
                  for l in range(self.num_layers)]
         bottom_up = self.inference == "bottom_up"
-        drawn = self._bottom_up_draws(x, seeds, training, mean) if bottom_up else None
-        up = None if bottom_up else self._bottom_up_features(x, training)
-        s = self._start(tf.shape(x)[0])
+        drawn = self._bottom_up_draws(features[0], seeds, training, mean) if bottom_up else None
+        s = self._start(tf.shape(features[0])[0])
         outputs = [None] * self.num_layers
         for l in reversed(range(self.num_layers)):
             hid, p, q_down, ctx_down = self._top_down(l, s, training)
@@ -286,7 +308,8 @@ class ResNetStack(keras.layers.Layer):
                 # only the single-sample log-ratio is an unbiased KL term.
                 outputs[l] = base.layer_output(z, q, p, log_q, analytic=False)
             else:
-                z, q, log_q = self._posterior(l, up[l], p, q_down, ctx_down, seeds[l], mean)
+                z, q, log_q = self._posterior(l, features[l], p, q_down, ctx_down, seeds[l],
+                                              mean)
                 outputs[l] = base.layer_output(z, q, p, log_q, analytic)
             s = self._update(l, s, hid, z, training)
         return outputs, self._output(s, training)

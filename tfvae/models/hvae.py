@@ -150,15 +150,24 @@ class HierarchicalVAE(base_model.LatentVariableModel):
 
     # ------------------------------------------------------------- protocol
     @_plain_python
+    def posterior_params(self, x, context=None):
+        """The posterior's per-example parameters [N, P] (book §2.7): the stack's
+        `posterior_features` of x, flattened and concatenated."""
+        del context  # an unconditional model
+        x = tf.convert_to_tensor(x, self.compute_dtype)
+        n = tf.shape(x)[0]
+        return tf.concat([tf.reshape(f, [n, -1]) for f in self.stack.posterior_features(x)],
+                         axis=-1)
+
+    def posterior_from_params(self, params):
+        """q(z_1..L | x) at per-example parameters [N, P]: a `StackPosterior`."""
+        return base.StackPosterior(self.stack, params)
+
+    @_plain_python
     def sample_posterior(self, batch, num_samples, seed):
         """z_1..L ~ q flattened and concatenated [S, B, D], and log q(z_1..L|x) [S, B]."""
-        x = batch.x
-        n = tf.shape(x)[0]
-        outputs, _ = self.stack.infer(tf.tile(x, [num_samples, 1, 1, 1]), seed, analytic=False)
-        z = tf.concat([tf.reshape(o.z, [num_samples * n, -1]) for o in outputs], axis=-1)
-        # MC layer terms are log q_l(z_l) - log p_l(z_l): add log p_l back for log q_l.
-        log_q = tf.add_n([o.kl + o.p.log_prob(o.z) for o in outputs])
-        return (tf.reshape(z, [num_samples, n, -1]), tf.reshape(log_q, [num_samples, n]))
+        q = self.posterior_from_params(self.posterior_params(batch.x))
+        return q.experimental_sample_and_log_prob(num_samples, seed)
 
     @_plain_python
     def log_joint(self, batch, z):
