@@ -6,6 +6,10 @@ Autoencoders", Foundations and Trends in Machine Learning (2019).
 
 __version__ = "0.1.0"
 
+from tfvae import versions as _versions  # noqa: E402
+
+_versions.warn_if_untested()              # before TensorFlow is imported
+
 # Importing the package registers every serializable class with Keras, so a
 # `.keras` file loads after a plain `import tfvae`. The subpackages follow the
 # picture of the design: nn -> flows -> distributions -> hierarchy -> models,
