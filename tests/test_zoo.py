@@ -160,6 +160,24 @@ def test_training_lowers_the_loss_and_fills_the_workdir(trained):
     for tag in tags:
         # The same steps as the epoch scalars (they were one ahead before).
         assert images.get(tag) == sorted(scalars["epoch_loss"]) == [0, 1], sorted(images)
+    # figures/: the final model's grids as PNGs (64 samples and 32 data + reconstruction
+    # pairs, 8 columns) and the epoch curves.
+    read = lambda name: tf.io.decode_png(tf.io.read_file(
+        os.path.join(workdir, "figures", name + ".png"))).numpy()
+    h, w, c = data_lib.info(config.dataset).image_shape
+    assert read("prior_samples").shape == (8 * h, 8 * w, c)
+    has_reconstructions = is_vae or name in ("hvae", "resnet_vae", "pixel_vae")
+    assert os.path.exists(os.path.join(workdir, "figures", "reconstructions.png")) == \
+        has_reconstructions
+    if has_reconstructions:
+        pairs = read("reconstructions")
+        assert pairs.shape == (8 * h, 8 * w, c)
+        # Rows 1, 3, ...: the first held-out images as they are (the data, not the model's).
+        data = next(iter(config.datasets()[1]))["image"].numpy()[:8]
+        tiles = pairs[:h].reshape(h, 8, w, c).transpose(1, 0, 2, 3)
+        np.testing.assert_array_equal(tiles, np.round(data * 255).astype(np.uint8))
+        assert not np.array_equal(pairs[h:2 * h], pairs[:h])        # row 2: reconstructions
+    assert os.path.getsize(os.path.join(workdir, "figures", "training_curves.png")) > 5000
 
 
 # A process that imports TensorFlow only (no TFP, no tfvae) and answers requests

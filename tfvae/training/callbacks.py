@@ -359,7 +359,21 @@ class ImageSummaries(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(os.path.join(log_dir, "images"))
         self._sample = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _batch(self):
+        batch = {"image": tf.constant(self.images)}
+        if self.labels is not None:
+            batch["label"] = tf.constant(self.labels)
+        return batch
+
+    def grids(self):
+        """The current model's image grids, and its posterior summary of the batch.
+
+        Returns:
+          ({name: (grid [1, rows * H, columns * W, C] in [0, 1], description)}
+          for "prior_samples", and where the model has latents to summarize
+          "reconstructions" and "latent_traversal"; the model's
+          `reconstruction_summary` of the batch, or None).
+        """
         x = self.images
         columns = 8
         if self._sample is None:
@@ -367,37 +381,37 @@ class ImageSummaries(keras.callbacks.Callback):
             self._sample = tf.function(lambda: self.model.sample(self.num_samples,
                                                                  seed=[self.seed, 0]))
         samples = self._sample().numpy()
+        grids = {"prior_samples": (image_grid(samples, columns),
+                                   "Decoder means E[x|z] of the same z ~ p(z) every epoch.")}
+        batch = self._batch()
+        summary = self.model.reconstruction_summary(batch)
+        if summary is not None:                   # a model with latents to summarize
+            recon = summary["mean"].numpy()
+            n = (len(x) // columns) * columns
+            pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
+                              recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
+            grids["reconstructions"] = (
+                image_grid(pairs.reshape(-1, *x.shape[1:]), columns),
+                "Rows 1, 3, 5, ...: held-out data; the row below each: its reconstruction "
+                "E[x|z = E_q z].")
+            traversal = summaries.latent_traversal(self.model, batch)
+            if traversal is not None:
+                width = len(summaries.TRAVERSAL_VALUES)
+                grids["latent_traversal"] = (
+                    image_grid(traversal, width),
+                    summaries.traversal_description(len(traversal) // width))
+        return grids, summary
+
+    def on_epoch_end(self, epoch, logs=None):
+        grids, summary = self.grids()
         # The step of Keras's epoch scalars (the 0-based epoch), so images and scalars align.
         with self._writer.as_default(step=epoch):
-            tf.summary.image("prior_samples", image_grid(samples, columns),
-                             description="Decoder means E[x|z] of the same z ~ p(z) every "
-                                         "epoch.")
-            batch = {"image": tf.constant(x)}
-            if self.labels is not None:
-                batch["label"] = tf.constant(self.labels)
-            summary = self.model.reconstruction_summary(batch)
-            if summary is not None:                   # a model with latents to summarize
-                recon = summary["mean"].numpy()
-                n = (len(x) // columns) * columns
-                pairs = np.stack([x[:n].reshape(-1, columns, *x.shape[1:]),
-                                  recon[:n].reshape(-1, columns, *x.shape[1:])], axis=1)
-                tf.summary.image("reconstructions",
-                                 image_grid(pairs.reshape(-1, *x.shape[1:]), columns),
-                                 description="Rows 1, 3, 5, ...: held-out data; the row below "
-                                             "each: its reconstruction E[x|z = E_q z].")
+            for name, (grid, description) in grids.items():
+                tf.summary.image(name, grid, description=description)
+            if summary is not None:
                 tf.summary.histogram("posterior_mean", summary["loc"])
                 tf.summary.histogram("posterior_stddev", summary["scale"])
-                self._latent_summaries(batch)
+                kl = summaries.kl_per_dimension(self.model, self._batch(), seed=(self.seed, 1))
+                if kl is not None:
+                    summaries.write_kl_per_dimension(kl)
         self._writer.flush()
-
-    def _latent_summaries(self, batch):
-        """KL per dimension and the latent traversal grid, where the model has them."""
-        kl = summaries.kl_per_dimension(self.model, batch, seed=(self.seed, 1))
-        if kl is not None:
-            summaries.write_kl_per_dimension(kl)
-        traversal = summaries.latent_traversal(self.model, batch)
-        if traversal is not None:
-            columns = len(summaries.TRAVERSAL_VALUES)
-            tf.summary.image("latent_traversal", image_grid(traversal, columns),
-                             description=summaries.traversal_description(
-                                 len(traversal) // columns))

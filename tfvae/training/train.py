@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from tfvae.training import callbacks as callbacks_lib
+from tfvae.training import figures
 from tfvae.data import datasets as data_lib
 from tfvae.evaluation import estimators as evaluation
 from tfvae.nn import precision
@@ -76,7 +77,9 @@ class TrainConfig:
       max_train_examples: use only the first N training examples (0 = all).
       max_eval_examples: use only the first N validation/test examples (0 = all).
       eval_num_samples: K of the final test IS log-likelihood (0 skips it).
-      image_summaries: write reconstruction/sample grids to TensorBoard.
+      image_summaries: write reconstruction/sample grids to TensorBoard, and at the end
+        as PNGs in WORKDIR/figures/ (`tfvae.training.figures`; the training curves are
+        drawn there either way).
       export: write the SavedModel at the end, as a new version
         WORKDIR/export/<version>/ (TF Serving's layout; docs/serving.md).
       export_versions_to_keep: exported versions kept in WORKDIR/export (the
@@ -419,11 +422,13 @@ def run(config, build_model, workdir):
     callbacks = [callbacks_lib.SkippedStepGuard(), checkpoint, callbacks_lib.FirstStepTimer()]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, write_graph=False))
+    images = None
     if (chief and config.image_summaries and len(info.image_shape) == 3
             and info.image_shape[-1] in (1, 3)):
         labels = first_batch["label"][:32] if "label" in first_batch else None
-        callbacks.append(callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(),
-                                                      seed=config.seed, labels=labels))
+        images = callbacks_lib.ImageSummaries(log_dir, first[:32].numpy(), seed=config.seed,
+                                              labels=labels)
+        callbacks.append(images)
     if checkpoint.stopped_early:
         logging.info("This run stopped early before; not training further.")
     else:
@@ -470,6 +475,11 @@ def run(config, build_model, workdir):
         _export(model, workdir, config)
     write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
     callbacks_lib.write_final_summaries(log_dir, config, metrics, model, test_ds)  # TensorBoard
+    if images is not None:
+        images.set_model(model)
+    written = figures.write(workdir, images.grids()[0] if images is not None else {}, log_dir)
+    if written:
+        logging.info("Figures: %s", ", ".join(written))
     logging.info("Test metrics: %s", json.dumps(metrics))
     return metrics
 
