@@ -23,6 +23,7 @@ def empty_keras_cache(tmp_path, monkeypatch):
     """Points HOME and KERAS_HOME at empty folders: no real cache is used."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))
     return tmp_path / "keras_home" / "datasets"
 
 
@@ -303,6 +304,67 @@ def test_not_found_error_names_dataset_and_places(tmp_path, monkeypatch,
     if name == "fashion_mnist":
         assert str(absent_debian) in message and "dataset-fashion-mnist" in message
         assert "train-images-idx3-ubyte" in message
+    # TensorFlow Datasets' folder for it, with nothing prepared there.
+    assert f"{tmp_path / 'tensorflow_datasets' / name} (TensorFlow Datasets, prepared)" in message
+
+
+def _store_tfds(directory, name, splits):
+    """Prepares `name` in the TensorFlow Datasets folder `directory` from arrays, as
+    `tfds build` would (dataset_info.json, features.json, TFRecord shards)."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    images = next(iter(splits.values()))[0]
+    features = {"image": tfds.features.Image(shape=images.shape[1:])}
+    if next(iter(splits.values()))[1] is not None:
+        features["label"] = tfds.features.ClassLabel(num_classes=10)
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name=name, version="1.0.0", data_dir=str(directory),
+        split_datasets={split: tf.data.Dataset.from_tensor_slices(
+            {"image": x, **({"label": y} if y is not None else {})})
+            for split, (x, y) in splits.items()},
+        features=tfds.features.FeaturesDict(features))
+
+
+def test_tensorflow_datasets_prepared_copy_is_a_source_after_the_local_ones(
+        tmp_path, monkeypatch):
+    """A dataset prepared by TensorFlow Datasets is read from its folder (nothing is
+    downloaded); splits and labels as from the files, validation carved from train."""
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", str(tmp_path / "no-debian"))
+    rng = np.random.default_rng(4)
+    train = (rng.integers(0, 256, (12, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 12))
+    test = (rng.integers(0, 256, (4, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 4))
+    # TensorFlow Datasets shuffles examples when it writes them: compare as sets of rows.
+    _store_tfds(tmp_path / "tensorflow_datasets", "fashion_mnist", {"train": train, "test": test})
+    got = {split: data.load_arrays("fashion_mnist", split, download=False) for split in
+           data.SPLITS}
+    assert [len(got[s][0]) for s in data.SPLITS] == [10, 2, 4]     # 1/6 of train: validation
+    def rows(images, labels):
+        return sorted((int(l), i.tobytes()) for i, l in zip(images, labels))
+    assert rows(*test) == rows(*got["test"])
+    assert rows(*train) == rows(np.concatenate([got["train"][0], got["validation"][0]]),
+                                np.concatenate([got["train"][1], got["validation"][1]]))
+    assert got["test"][0].dtype == np.uint8 and got["test"][1].dtype == np.int64
+    # Binarized MNIST has its own validation split and no labels (-1).
+    splits = {s: ((rng.random((n, 28, 28, 1)) < 0.5).astype(np.uint8), None)
+              for s, n in zip(data.SPLITS, (5, 3, 2))}
+    _store_tfds(tmp_path / "tensorflow_datasets", "binarized_mnist", splits)
+    for split, (images, _) in splits.items():
+        loaded, labels = data.load_arrays("binarized_mnist", split, download=False)
+        assert sorted(map(bytes, loaded)) == sorted(map(bytes, images))
+        np.testing.assert_array_equal(labels, -1)
+
+
+def test_local_files_come_before_tensorflow_datasets(tmp_path, empty_keras_cache):
+    rng = np.random.default_rng(5)
+    fake = (rng.integers(0, 256, (6, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, 6))
+    _store_tfds(tmp_path / "tensorflow_datasets", "mnist", {"train": fake, "test": fake})
+    x_train, y_train, x_test, y_test = _fake_mnist(num_train=6, num_test=3)
+    empty_keras_cache.mkdir(parents=True)
+    np.savez(empty_keras_cache / "mnist.npz", x_train=x_train, y_train=y_train,
+             x_test=x_test, y_test=y_test)
+    images, _ = data.load_arrays("mnist", "test", download=False)
+    np.testing.assert_array_equal(images[..., 0], x_test)   # the Keras cache's 3, not tfds' 6
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10", "binarized_mnist"])

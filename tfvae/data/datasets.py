@@ -1,10 +1,14 @@
 """Named image datasets as deterministic `tf.data` pipelines.
 
-Each dataset is looked for, in this order: a user `data_dir`, the Keras cache
-(`$KERAS_HOME/datasets`, default `~/.keras/datasets`), Debian's
-`/usr/share/datasets/fashion-mnist` (Fashion-MNIST only), and finally the
-standard download into the Keras cache, checked against its SHA-256. When
-none works, one `DataNotFoundError` names every place looked at.
+Each dataset is looked for, in this order: a user `data_dir` (used alone when
+given), the Keras cache (`$KERAS_HOME/datasets`, default `~/.keras/datasets`),
+Debian's `/usr/share/datasets/fashion-mnist` (Fashion-MNIST only), TensorFlow
+Datasets' prepared copy when `tensorflow_datasets` is installed (its data
+folder, `$TFDS_DATA_DIR` or `~/tensorflow_datasets`: users with internet
+prepare MNIST, binarized MNIST, CIFAR-10 that way; tfds is never asked to
+download), and finally the standard download into the Keras cache, checked
+against its SHA-256. When none works, one `DataNotFoundError` names every
+place looked at.
 
 Validation sets are carved deterministically: from the end of the official
 training set (MNIST, Fashion-MNIST, CIFAR-10), from the official files
@@ -20,6 +24,7 @@ Example:
 import dataclasses
 import functools
 import os
+import re
 
 from absl import logging
 import numpy as np
@@ -174,6 +179,8 @@ def _parse(file_format, paths, stamps):  # pylint: disable=unused-argument
                   "test": data_files.read_idx_pair(*paths[2:])}
     elif file_format == "amat":
         splits = dict(zip(SPLITS, (data_files.read_amat(p) for p in paths)))
+    elif file_format == "tfds":
+        splits = _read_tfds(os.path.dirname(paths[0]))
     else:
         splits = data_files.read_cifar(paths[0], is_tar=file_format == "cifar_tar")
     result = {}
@@ -210,6 +217,52 @@ def _find_in(directory, name):
     return None
 
 
+def _tfds():
+    """The `tensorflow_datasets` module, or None where it is not installed."""
+    try:
+        import tensorflow_datasets  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return None
+    return tensorflow_datasets
+
+
+def tfds_data_dir():
+    """TensorFlow Datasets' data folder: `$TFDS_DATA_DIR` or `~/tensorflow_datasets`."""
+    return (os.environ.get("TFDS_DATA_DIR")
+            or os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+
+
+def _find_tfds(name):
+    """(("tfds", (its dataset_info.json,)), the folder looked at) for the newest version
+    of `name` that TensorFlow Datasets has prepared; (None, the folder) where it has
+    none, or (None, None) without tfds. Nothing is downloaded."""
+    if _tfds() is None:
+        return None, None
+    folder = os.path.join(tfds_data_dir(), name)
+    versions = [v for v in (os.listdir(folder) if os.path.isdir(folder) else ())
+                if re.fullmatch(r"\d+\.\d+\.\d+", v)
+                and os.path.isfile(os.path.join(folder, v, "dataset_info.json"))]
+    if not versions:
+        return None, folder
+    newest = max(versions, key=lambda v: tuple(int(part) for part in v.split(".")))
+    directory = os.path.join(folder, newest)
+    return ("tfds", (os.path.realpath(os.path.join(directory, "dataset_info.json")),)), directory
+
+
+def _read_tfds(directory):
+    """{split: (images, labels)} of a prepared TensorFlow Datasets folder (labels -1
+    where the dataset has none, e.g. binarized MNIST)."""
+    tfds = _tfds()
+    builder = tfds.builder_from_directory(directory)
+    splits = {}
+    for split in builder.info.splits:
+        arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        images = arrays["image"]
+        labels = arrays.get("label", np.full(len(images), -1, np.int64))
+        splits[split] = (images, labels)
+    return splits
+
+
 def _locate(name, data_dir, download):
     """Finds (or downloads) the files of `name`; returns (format, paths)."""
     keras_dir = keras_datasets_dir()
@@ -234,6 +287,12 @@ def _locate(name, data_dir, download):
         if found:
             logging.info("Loading %s from %s (%s).", name, directory, source)
             return found
+    found, tfds_dir = _find_tfds(name)
+    if found:
+        logging.info("Loading %s from %s (TensorFlow Datasets).", name, tfds_dir)
+        return found
+    candidates.append((tfds_dir, "TensorFlow Datasets, prepared") if tfds_dir
+                      else ("tensorflow_datasets", "not installed"))
     download_dir = os.path.join(keras_dir, _DOWNLOADS[name][0])
     if not download:
         outcome = "download disabled (download=False)"
