@@ -52,7 +52,8 @@ def epoch_scalars(log_dir):
     for run in _RUNS:
         values = {}
         for path in sorted(glob.glob(os.path.join(log_dir, run, "events.out.tfevents.*"))):
-            for event in tf.compat.v1.train.summary_iterator(path):
+            for record in tf.data.TFRecordDataset(path):
+                event = tf.compat.v1.Event.FromString(record.numpy())
                 for value in event.summary.value:
                     if not value.tag.startswith("epoch_"):
                         continue
