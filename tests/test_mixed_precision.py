@@ -26,6 +26,7 @@ import tensorflow as tf
 import zoo
 from tests import golden
 from tests import test_zoo
+from tests.test_zoo import tf_only  # noqa: F401  (the TensorFlow-only worker, a fixture)
 from tests.conftest import needs_fashion_mnist
 from tfvae.data import datasets as data_lib
 from tfvae.distributions import discretized
@@ -237,6 +238,18 @@ def test_saved_model_takes_and_returns_float32(trained_bf16, tmp_path):
     np.testing.assert_allclose(loaded.signatures["decode"](z=z)["mean"], decode(z), atol=1e-6)
     np.testing.assert_allclose(loaded.signatures["elbo_seeded"](x=x, seed=SEED)["elbo"],
                                elbo(x), rtol=1e-6)
+
+
+def test_saved_model_serves_in_a_tensorflow_only_process(trained_bf16, tmp_path, tf_only):
+    """The bfloat16 model's SavedModel, loaded by a process that imports TensorFlow alone,
+    answers every endpoint as the model does (and refuses bad images), as test_zoo checks
+    for float32 exports."""
+    model, x, _ = trained_bf16
+    path = str(tmp_path / "export")
+    export_lib.export_saved_model(model, path)     # log_prob's K: serving_endpoints' default
+    batch = {"image": np.asarray(x), "label": np.zeros(len(x), np.int64)}
+    test_zoo._check_export(model, path, batch, list(model.image_shape),  # pylint: disable=W0212
+                           str(tmp_path / "inputs.npz"), tf_only)
 
 
 # ------------------------------------------------------------------ the command line
