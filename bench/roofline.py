@@ -63,16 +63,22 @@ def _signature(op):
     return op.type, inputs, tuple(attrs)
 
 
-def step_graph(model, x):
-    """The traced graph of one loss-and-gradient step of `model` on a batch shaped like x."""
+def specs(batch):
+    """The `tf.TensorSpec`s of a batch: images [B, ...] or a dict of tensors."""
+    return tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), batch)
+
+
+def step_graph(model, batch):
+    """The traced graph of one loss-and-gradient step of `model` on a batch shaped like
+    `batch` (images [B, ...], or the pipeline's dict with labels)."""
     seed = tf.constant([0, 0], tf.int32)
 
-    def step(images):
+    def step(data):
         with tf.GradientTape() as tape:
-            loss = model.objective(images, seed)["loss"]
+            loss = model.objective(data, seed)["loss"]
         return tape.gradient(loss, model.trainable_variables)
 
-    return tf.function(step).get_concrete_function(tf.TensorSpec(x.shape, x.dtype)).graph
+    return tf.function(step).get_concrete_function(specs(batch)).graph
 
 
 def step_matmuls(graph):
@@ -94,8 +100,11 @@ def step_matmuls(graph):
         if op.type in _MATMUL_TYPES:
             for tensor in op.inputs:
                 flops_lib._static(tensor.shape, op)        # pylint: disable=protected-access
-            sizes = {i: tf.get_static_value(t) for i, t in enumerate(op.inputs)
-                     if t.dtype == tf.int32}
+            # The int32 inputs are the convolution gradients' input_sizes / filter_sizes:
+            # the shape of the op's own output, also when the graph computes them (tf.shape).
+            sizes = {i: (tf.get_static_value(t) if tf.get_static_value(t) is not None
+                         else op.outputs[0].shape.as_list())
+                     for i, t in enumerate(op.inputs) if t.dtype == tf.int32}
             count, _ = found.get(_signature(op), (0, sizes))
             found[_signature(op)] = (count + 1, sizes)
     return found
@@ -180,7 +189,7 @@ def roofline(model, x, optimizer="adam"):
 
     Args:
       model: a built zoo model.
-      x: one training batch [B, ...].
+      x: one training batch: images [B, ...] or the pipeline's dict (with labels).
       optimizer: the optimizer's name (a key of `OPTIMIZER_PASSES`).
 
     Returns:

@@ -58,12 +58,13 @@ def intra_op_threads():
     return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
 
 
-def objective_flops(model, x):
-    """Matmul FLOPs of one forward evaluation of the training objective on batch x."""
+def objective_flops(model, batch):
+    """Matmul FLOPs of one forward evaluation of the training objective on a batch shaped
+    like `batch` (images [B, ...], or the pipeline's dict with the labels a conditional
+    or semi-supervised model reads)."""
     seed = tf.constant([0, 0], tf.int32)
-    fn = tf.function(lambda images: model.objective(images, seed)["loss"])
-    return flops_lib.matmul_flops(fn.get_concrete_function(
-        tf.TensorSpec(x.shape, x.dtype)).graph)
+    fn = tf.function(lambda data: model.objective(data, seed)["loss"])
+    return flops_lib.matmul_flops(fn.get_concrete_function(roofline_lib.specs(batch)).graph)
 
 
 def parse_overrides(items):
@@ -105,7 +106,9 @@ def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execu
     first = next(iter(config.datasets()[1]))["image"]
     model = train.build_compiled(config, entry.build_model, data_lib.info(dataset), first,
                                  tf.distribute.get_strategy())
-    flops = 3 * objective_flops(model, first) / int(first.shape[0])  # per example
+    # A training batch as the step sees it (images and labels: cvae and m2 read them).
+    batch = next(iter(train_ds))
+    flops = 3 * objective_flops(model, batch) / int(first.shape[0])  # per example
     model.fit(train_ds, epochs=1, verbose=0, shuffle=False)          # trace + compile
     # The peak is the best of a measurement before and one after the timed epochs: one
     # disturbed measurement (another process on the host) must not inflate the efficiency.
@@ -129,7 +132,7 @@ def measure(entry_name, dataset="fashion_mnist", batch_size=128, steps_per_execu
             peer.close()
     examples_per_sec = steps * batch_size / min(seconds)
     peak = max(peak_before, matmul_peak_gflops())
-    bound = roofline_lib.roofline(model, first, optimizer="adam")
+    bound = roofline_lib.roofline(model, batch, optimizer="adam")
     step_seconds = min(seconds) / steps
     gflops = examples_per_sec * flops / 1e9
     result = {"entry": entry_name, "dataset": dataset, "batch_size": batch_size,
