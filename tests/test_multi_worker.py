@@ -116,8 +116,8 @@ def test_two_workers_train_from_the_cli_and_only_the_chief_writes(reference):
     assert _metrics(workdir)["epochs_done"] == EPOCHS
     assert "Test metrics" in logs[0] and "Test metrics" not in logs[1]
     # Worker 1 saved its checkpoints to a private folder, removed at its end.
-    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.json",
-                                           "model.keras", "tensorboard"]
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "figures",
+                                           "metrics.json", "model.keras", "tensorboard"]
 
 
 def _assert_near_single_device(entry, workdir, tmp_path):
