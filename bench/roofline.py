@@ -102,9 +102,11 @@ def step_matmuls(graph):
                 flops_lib._static(tensor.shape, op)        # pylint: disable=protected-access
             # The int32 inputs are the convolution gradients' input_sizes / filter_sizes:
             # the shape of the op's own output, also when the graph computes them (tf.shape).
-            sizes = {i: (tf.get_static_value(t) if tf.get_static_value(t) is not None
-                         else op.outputs[0].shape.as_list())
-                     for i, t in enumerate(op.inputs) if t.dtype == tf.int32}
+            sizes = {}
+            for i, t in enumerate(op.inputs):
+                if t.dtype == tf.int32:
+                    value = tf.get_static_value(t)
+                    sizes[i] = value if value is not None else op.outputs[0].shape.as_list()
             count, _ = found.get(_signature(op), (0, sizes))
             found[_signature(op)] = (count + 1, sizes)
     return found

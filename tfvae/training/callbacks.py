@@ -365,8 +365,11 @@ class ImageSummaries(keras.callbacks.Callback):
             batch["label"] = tf.constant(self.labels)
         return batch
 
-    def grids(self):
+    def grids(self, batch=None):
         """The current model's image grids, and its posterior summary of the batch.
+
+        Args:
+          batch: the held-out batch as `_batch()` makes it (None: made here).
 
         Returns:
           ({name: (grid [1, rows * H, columns * W, C] in [0, 1], description)}
@@ -383,7 +386,7 @@ class ImageSummaries(keras.callbacks.Callback):
         samples = self._sample().numpy()
         grids = {"prior_samples": (image_grid(samples, columns),
                                    "Decoder means E[x|z] of the same z ~ p(z) every epoch.")}
-        batch = self._batch()
+        batch = self._batch() if batch is None else batch
         summary = self.model.reconstruction_summary(batch)
         if summary is not None:                   # a model with latents to summarize
             recon = summary["mean"].numpy()
@@ -403,7 +406,8 @@ class ImageSummaries(keras.callbacks.Callback):
         return grids, summary
 
     def on_epoch_end(self, epoch, logs=None):
-        grids, summary = self.grids()
+        batch = self._batch()
+        grids, summary = self.grids(batch)
         # The step of Keras's epoch scalars (the 0-based epoch), so images and scalars align.
         with self._writer.as_default(step=epoch):
             for name, (grid, description) in grids.items():
@@ -411,7 +415,7 @@ class ImageSummaries(keras.callbacks.Callback):
             if summary is not None:
                 tf.summary.histogram("posterior_mean", summary["loc"])
                 tf.summary.histogram("posterior_stddev", summary["scale"])
-                kl = summaries.kl_per_dimension(self.model, self._batch(), seed=(self.seed, 1))
+                kl = summaries.kl_per_dimension(self.model, batch, seed=(self.seed, 1))
                 if kl is not None:
                     summaries.write_kl_per_dimension(kl)
         self._writer.flush()
